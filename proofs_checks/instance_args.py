@@ -1,0 +1,83 @@
+"""Command-line instance flags shared by ``ncverify solve``, ``derive`` and ``check``.
+
+Flag -> symbol: --counts n_1..n_K (or --classes K --per-class n), --width d, --depth M,
+--lam-w lambda_{W_1..W_M} (one value for all layers or one per layer), --lam-h lambda_H,
+--lam-b lambda_b, --bias (last-layer bias b), --activation s (extended UFM), --loss mse|ce.
+"""
+from __future__ import annotations
+
+import argparse
+
+from numerics.problem import Instance, InstanceError
+
+
+def _int_list(text: str, what: str) -> list[int]:
+    out = []
+    for part in text.split(","):
+        part = part.strip()
+        try:
+            out.append(int(part))
+        except ValueError:
+            raise InstanceError(f"{what} must be comma-separated integers, got {text!r}") from None
+    return out
+
+
+def _float_list(text: str, what: str) -> list[float]:
+    out = []
+    for part in text.split(","):
+        try:
+            out.append(float(part))
+        except ValueError:
+            raise InstanceError(f"{what} must be comma-separated numbers, got {text!r}") from None
+    return out
+
+
+def _float(text: str, what: str) -> float:
+    try:
+        return float(text)
+    except ValueError:
+        raise InstanceError(f"{what} must be a number, got {text!r}") from None
+
+
+def add_instance_args(p: argparse.ArgumentParser, *, defaults: dict | None = None) -> None:
+    """Add the instance flags; values are parsed and validated later by ``instance_from_args``."""
+    d = {"loss": "mse", "width": None, "depth": "1", "lam_w": "5e-3", "lam_h": "5e-3"}
+    d.update(defaults or {})
+    g = p.add_argument_group("instance")
+    g.add_argument("--loss", choices=["mse", "ce"], default=d["loss"], help="loss (default %(default)s)")
+    g.add_argument("--counts", help="class counts n_1,...,n_K, e.g. 10,5,2 (imbalance allowed)")
+    g.add_argument("--classes", help="number of classes K (with --per-class)")
+    g.add_argument("--per-class", help="samples per class n (balanced, with --classes)")
+    g.add_argument("--width", help="width d of H and of the hidden layers (default: K)", default=d["width"])
+    g.add_argument("--depth", help="depth M = number of weight matrices (default %(default)s)", default=d["depth"])
+    g.add_argument("--lam-w", help="lambda_W: one value or one per layer, comma-separated (default %(default)s)",
+                   default=d["lam_w"])
+    g.add_argument("--lam-h", help="lambda_H (default %(default)s)", default=d["lam_h"])
+    g.add_argument("--lam-b", help="lambda_b >= 0 for the bias penalty lambda_b/2 ||b||^2 (default 0: unregularized)",
+                   default="0")
+    g.add_argument("--bias", action="store_true", help="add a last-layer bias b")
+    g.add_argument("--activation", choices=["identity", "relu"], default=None,
+                   help="extended UFM: activation s between W_1 and W_2 (needs --depth >= 2)")
+
+
+def instance_from_args(args: argparse.Namespace) -> Instance:
+    """Parse and validate the instance flags; raises InstanceError naming the violated condition."""
+    if args.counts is not None:
+        if args.classes is not None or args.per_class is not None:
+            raise InstanceError("give either --counts or --classes/--per-class, not both")
+        counts = _int_list(args.counts, "--counts")
+    elif args.classes is not None and args.per_class is not None:
+        K = _int_list(args.classes, "--classes")[0]
+        n = _int_list(args.per_class, "--per-class")[0]
+        if K < 1:
+            raise InstanceError(f"number of classes K must be >= 1, got {K}")
+        counts = [n] * K
+    else:
+        raise InstanceError("give the class counts: --counts n_1,...,n_K or --classes K --per-class n")
+    depth = _int_list(args.depth, "--depth")[0]
+    width = len(counts) if args.width is None else _int_list(str(args.width), "--width")[0]
+    lam_w = _float_list(args.lam_w, "--lam-w")
+    return Instance.create(
+        counts, width=width, depth=depth, lam_w=lam_w, lam_h=_float(args.lam_h, "--lam-h"),
+        loss=args.loss, bias=args.bias, lam_b=_float(args.lam_b, "--lam-b"), activation=args.activation,
+    )
