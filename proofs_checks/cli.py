@@ -2,7 +2,10 @@
 
 Subcommands:
   solve   -- numeric minimizers of one instance's full objective and their NC measurements;
-  derive  -- the theory engine's exact derivation for a family or theorem id.
+  derive  -- the theory engine's exact derivation for a family or theorem id;
+  list    -- the theorem catalogue;
+  check   -- the verdict of one theorem on one instance;
+  run     -- verify the whole catalogue (and the seeded mutants) and write the report.
 
 Bad input gives one line ``ncverify: error: <violated condition>`` on stderr and exit code 2.
 Set NCVERIFY_DEBUG=1 to see tracebacks instead.
@@ -125,7 +128,7 @@ def _geometry_check(inst, params, geometry: str) -> dict:
     """NC2 of W W^T and of the class-mean Gram against the requested target (OF or ETF)."""
     from numerics import metrics
 
-    inst.require_width_at_least_classes(f"a {geometry.upper()} geometry of K = {inst.K} class means")
+    inst.require_width_at_least_classes(f"an {geometry.upper()} target geometry of K = {inst.K} class means")
     p = params.to_numpy()
     Ws = p["weights"]
     W = Ws[-1]
@@ -232,6 +235,119 @@ def cmd_derive(args: argparse.Namespace) -> int:
 
 
 # ---------------------------------------------------------------------------------------------
+# list / check / run
+# ---------------------------------------------------------------------------------------------
+def _catalogue(args: argparse.Namespace):
+    from proofs_checks.catalogue import MUTANTS, THEOREMS, load_theorems
+
+    extra = load_theorems(args.theorems) if getattr(args, "theorems", None) else []
+    return THEOREMS + [t for t in extra if not t.is_mutant], MUTANTS + [t for t in extra if t.is_mutant]
+
+
+def cmd_list(args: argparse.Namespace) -> int:
+    theorems, mutants = _catalogue(args)
+    rows = theorems + (mutants if args.mutants else [])
+    if args.json:
+        print_json({"theorems": [{"id": t.id, "title": t.title, "source": t.source,
+                                  "expected_verdict": t.expected.verdict} for t in rows]})
+        return 0
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title="ncverify catalogue")
+    for col in ("id", "title", "source", "recorded verdict"):
+        table.add_column(col)
+    for t in rows:
+        table.add_row(t.id, t.title, t.source, t.expected.verdict)
+    Console().print(table)
+    return 0
+
+
+def cmd_check(args: argparse.Namespace) -> int:
+    from proofs_checks import verify
+    from proofs_checks.catalogue import by_id
+
+    theorems, mutants = _catalogue(args)
+    th = by_id(args.theorem, theorems + mutants)
+    inst = instance_from_args(args)
+    if args.starts < 1:
+        raise InstanceError(f"--starts must be >= 1, got {args.starts}")
+    res = verify.check(th, inst, solver=args.solver, starts=args.starts, seed=args.seed, device=args.device)
+    if args.json:
+        print_json(res.to_json())
+        return 0
+    from rich.console import Console
+    from rich.table import Table
+
+    con = Console()
+    color = {"verified": "green", "refuted": "red", "inconclusive": "yellow"}[res.verdict]
+    con.print(f"[bold]{th.id}[/bold] on {inst.cli_flags()}")
+    con.print(f"verdict: [bold {color}]{res.verdict}[/bold {color}] -- {res.reason}")
+    t = Table(title="evidence")
+    for col in ("check", "quantity", "status", "error", "tolerance", "origin / detail"):
+        t.add_column(col, overflow="fold")
+    for e in res.evidence:
+        t.add_row(e.check, e.quantity, e.status, _fmt(e.error, 3), _fmt(e.tolerance, 3),
+                  (e.origin + (" | " if e.origin and e.detail else "") + e.detail))
+    con.print(t)
+    con.print(f"reproduce: {res.reproduce}  ({res.seconds:.1f} s)")
+    return 0
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from rich.console import Console
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    from proofs_checks.report import run_catalogue, write_report
+    from proofs_checks.search import Budget
+
+    budget = Budget.of(args.budget)
+    theorems, mutants = _catalogue(args)
+    if args.only:
+        keep = set(args.only.split(","))
+        theorems = [t for t in theorems if t.id in keep]
+        mutants = [t for t in mutants if t.id in keep or t.mutant_of in keep]
+    err = Console(stderr=True)
+    with Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                  console=err, transient=False) as progress:
+        task = progress.add_task("catalogue", total=len(theorems) + len(mutants))
+
+        def update(msg: str, i: int, total: int) -> None:
+            progress.update(task, completed=i, description=msg[:70])
+
+        data = run_catalogue(theorems, mutants, budget, seed=args.seed, solver=args.solver, progress=update)
+        progress.update(task, description="figures")
+        write_report(data, Path(args.out), figures=not args.no_figures, seed=args.seed,
+                     progress=lambda m: progress.update(task, description=m))
+    clean = {k: v for k, v in data.items() if not k.startswith("_")}
+    if args.json:
+        print_json(clean)
+    else:
+        _print_run_summary(clean, args.out)
+    return 1 if clean["changed_verdicts"] else 0
+
+
+def _print_run_summary(data: dict, out: str) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    con = Console()
+    t = Table(title=f"ncverify run ({data['budget']}, {data['seconds']} s)")
+    for col in ("theorem", "verdict", "recorded", "instances", "reason"):
+        t.add_column(col, overflow="fold")
+    for r in data["theorems"]:
+        t.add_row(r["id"], r["verdict"], r["expected_verdict"], str(r["instances_tried"]), r["reason"][:140])
+    con.print(t)
+    m = data["mutants"]
+    con.print(f"mutants refuted: {m['caught']} of {m['total']}")
+    if data["changed_verdicts"]:
+        con.print(f"[bold red]verdicts that differ from the record: {', '.join(data['changed_verdicts'])}[/bold red]")
+    con.print(f"report: {out}/report.md, {out}/results.json, {out}/figures/")
+
+
+# ---------------------------------------------------------------------------------------------
 def build_parser() -> argparse.ArgumentParser:
     p = _Parser(prog="ncverify", description="Verify neural-collapse theorems: exact derivations (SymPy) "
                 "checked against independent numeric minimizers (torch).")
@@ -253,6 +369,34 @@ def build_parser() -> argparse.ArgumentParser:
     fmt.add_argument("--json", action="store_true", help="print the derivation as JSON")
     fmt.add_argument("--latex", action="store_true", help="print the expressions as LaTeX")
     d.set_defaults(func=cmd_derive)
+
+    ls = sub.add_parser("list", help="list the theorem catalogue")
+    ls.add_argument("--json", action="store_true")
+    ls.add_argument("--mutants", action="store_true", help="also list the seeded wrong claims")
+    ls.add_argument("--theorems", help="load extra theorems from this Python file (defines THEOREMS)")
+    ls.set_defaults(func=cmd_list)
+
+    c = sub.add_parser("check", help="verdict of one theorem on one instance")
+    c.add_argument("theorem", metavar="THEOREM-ID")
+    add_instance_args(c)
+    c.add_argument("--solver", choices=["lbfgs", "gd"], default="lbfgs")
+    c.add_argument("--starts", type=int, default=4, help="random starts (default %(default)s)")
+    c.add_argument("--seed", type=int, default=0)
+    c.add_argument("--device", default="auto")
+    c.add_argument("--theorems", help="load extra theorems from this Python file (defines THEOREMS)")
+    c.add_argument("--json", action="store_true")
+    c.set_defaults(func=cmd_check)
+
+    r = sub.add_parser("run", help="verify the whole catalogue and write the report directory")
+    r.add_argument("--budget", choices=["quick", "default", "thorough"], default="default")
+    r.add_argument("--out", default="ncverify-report", help="report directory (default %(default)s)")
+    r.add_argument("--seed", type=int, default=0)
+    r.add_argument("--solver", choices=["lbfgs", "gd"], default="lbfgs")
+    r.add_argument("--only", help="comma-separated theorem ids (their mutants included)")
+    r.add_argument("--theorems", help="load extra theorems from this Python file (defines THEOREMS)")
+    r.add_argument("--no-figures", action="store_true")
+    r.add_argument("--json", action="store_true", help="print results.json to stdout")
+    r.set_defaults(func=cmd_run)
     return p
 
 

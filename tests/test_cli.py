@@ -1,0 +1,67 @@
+"""The ncverify command line: JSON keys, one-line errors with exit code 2, reproducibility."""
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+from proofs_checks.cli import main
+
+
+def run_cli(capsys, *argv: str) -> tuple[int, str, str]:
+    rc = main(list(argv))
+    out, err = capsys.readouterr()
+    return rc, out, err
+
+
+def test_solve_json_has_the_documented_keys(capsys):
+    rc, out, _ = run_cli(capsys, "solve", "--counts", "4,2", "--width", "3", "--depth", "2", "--starts", "2", "--json")
+    assert rc == 0
+    data = json.loads(out)
+    for key in ("objective", "singular_values", "metrics", "stop_reason"):
+        assert key in data
+    assert set(data["singular_values"]) >= {"weights_product", "layers", "output"}
+    assert len(data["singular_values"]["layers"]) == 2
+    assert data["stop_reason"] == "converged"
+    assert data["objective"] == pytest.approx(min(r["objective"] for r in data["runs"]), rel=0, abs=0)
+
+
+def test_solve_same_seed_same_numbers(capsys):
+    args = ("solve", "--classes", "3", "--per-class", "2", "--depth", "2", "--starts", "1", "--seed", "7", "--json")
+    a = json.loads(run_cli(capsys, *args)[1])
+    b = json.loads(run_cli(capsys, *args)[1])
+    assert a["objective"] == b["objective"] and a["singular_values"] == b["singular_values"]
+
+
+@pytest.mark.parametrize(
+    "argv, fragment",
+    [
+        (["solve", "--counts", "3,0"], "n_2 must be >= 1"),
+        (["solve", "--counts", "3,-2"], "n_2 must be >= 1"),
+        (["solve", "--counts", "3,2", "--width", "0"], "width d must be >= 1"),
+        (["solve", "--counts", "3,2", "--depth", "0"], "depth M must be >= 1"),
+        (["solve", "--counts", "3,2", "--lam-h", "-1"], "lambda_H must be > 0"),
+        (["solve", "--counts", "3,2", "--lam-w", "nan"], "lambda_W1 must be finite"),
+        (["solve", "--counts", "3,2", "--depth", "2", "--lam-w", "1e-3,1e-3,1e-3"], "one lambda_W per layer"),
+        (["solve", "--counts", "3,3,3", "--width", "2", "--geometry", "of"], "needs width d >= K"),
+        (["solve", "--counts", "a,b"], "--counts must be comma-separated integers"),
+        (["solve", "--counts", "3,2", "--device", "tpu"], "device must be one of"),
+        (["solve", "--counts", "3,2", "--starts", "0"], "--starts must be >= 1"),
+        (["solve", "--counts", "3,2", "--bogus"], "unrecognized arguments"),
+        (["solve"], "give the class counts"),
+    ],
+)
+def test_bad_input_is_one_line_exit_2(capsys, argv, fragment):
+    rc, out, err = run_cli(capsys, *argv)
+    assert rc == 2
+    lines = err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("ncverify: error:") and fragment in lines[0], err
+    assert "Traceback" not in err
+
+
+def test_console_script_exit_code_without_traceback():
+    proc = subprocess.run([sys.executable, "-m", "proofs_checks.cli", "solve", "--counts", "2,0"],
+                          capture_output=True, text=True)
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr and "n_2 must be >= 1" in proc.stderr
