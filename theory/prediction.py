@@ -103,3 +103,11 @@ class Prediction:
     stationary_equation: Any = None
     notes: list[str] = field(default_factory=list)
     dps: int = 40
+    # added by the theory engine (issue 3): the id that was asked for (theorem id or family id), and the
+    # symbolic derivation steps (name -> SymPy object or text) that ``theory.render`` prints.
+    requested_id: str | None = None
+    derivation: dict[str, Any] = field(default_factory=dict)
+
+    def scalar_values(self, name: str) -> list[float]:
+        """Float values of one per-class/per-mode scalar (convenience for tests and reports)."""
+        return [float(e.value) for e in self.scalars[name]]
