@@ -223,7 +223,10 @@ def cmd_derive(args: argparse.Namespace) -> int:
     from theory import render
     from theory.derive import derive
 
-    inst = instance_from_args(args)
+    from proofs_checks.catalogue import THEOREMS
+
+    defaults = next((t.defaults for t in THEOREMS if t.id == args.target), {})
+    inst = instance_from_args(args, defaults)
     pred = derive(args.target, inst, dps=args.dps)
     if args.json:
         print_json(render.to_json(pred))
@@ -269,27 +272,32 @@ def cmd_check(args: argparse.Namespace) -> int:
 
     theorems, mutants = _catalogue(args)
     th = by_id(args.theorem, theorems + mutants)
-    inst = instance_from_args(args)
-    if args.starts < 1:
-        raise InstanceError(f"--starts must be >= 1, got {args.starts}")
-    res = verify.check(th, inst, solver=args.solver, starts=args.starts, seed=args.seed, device=args.device)
+    inst = instance_from_args(args, th.defaults)
+    starts = max(4, th.min_starts) if args.starts is None else args.starts
+    if starts < 1:
+        raise InstanceError(f"--starts must be >= 1, got {starts}")
+    res = verify.check(th, inst, solver=args.solver, starts=starts, seed=args.seed, device=args.device)
     if args.json:
         print_json(res.to_json())
         return 0
     from rich.console import Console
-    from rich.table import Table
+    from rich.markup import escape
 
     con = Console()
     color = {"verified": "green", "refuted": "red", "inconclusive": "yellow"}[res.verdict]
     con.print(f"[bold]{th.id}[/bold] on {inst.cli_flags()}")
-    con.print(f"verdict: [bold {color}]{res.verdict}[/bold {color}] -- {res.reason}")
-    t = Table(title="evidence")
-    for col in ("check", "quantity", "status", "error", "tolerance", "origin / detail"):
-        t.add_column(col, overflow="fold")
+    con.print(f"verdict: [bold {color}]{res.verdict}[/bold {color}] -- {escape(res.reason)}")
+    marks = {"pass": "[green]PASS[/green]", "fail": "[red]FAIL[/red]", "unsettled": "[yellow]UNSETTLED[/yellow]",
+             "info": "[dim]info[/dim]"}
     for e in res.evidence:
-        t.add_row(e.check, e.quantity, e.status, _fmt(e.error, 3), _fmt(e.tolerance, 3),
-                  (e.origin + (" | " if e.origin and e.detail else "") + e.detail))
-    con.print(t)
+        num = ""
+        if e.error is not None and e.tolerance is not None:
+            num = f": error {_fmt(e.error, 3)} {'<=' if e.status == 'pass' else 'vs'} tolerance {_fmt(e.tolerance, 3)}"
+        con.print(f"{marks.get(e.status, e.status)} [bold]{escape(e.check)}[/bold] | {escape(e.quantity)}{num}",
+                  highlight=False)
+        for extra in (e.detail, f"tolerance: {e.origin}" if e.origin else ""):
+            if extra:
+                con.print(f"      {extra}", highlight=False, style="dim", markup=False)
     con.print(f"reproduce: {res.reproduce}  ({res.seconds:.1f} s)")
     return 0
 
@@ -380,7 +388,8 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("theorem", metavar="THEOREM-ID")
     add_instance_args(c)
     c.add_argument("--solver", choices=["lbfgs", "gd"], default="lbfgs")
-    c.add_argument("--starts", type=int, default=4, help="random starts (default %(default)s)")
+    c.add_argument("--starts", type=int, default=None,
+                   help="random starts, alternating init scales 0.1 and 1 (default 4, 6 for ReLU models)")
     c.add_argument("--seed", type=int, default=0)
     c.add_argument("--device", default="auto")
     c.add_argument("--theorems", help="load extra theorems from this Python file (defines THEOREMS)")

@@ -41,15 +41,17 @@ def _float(text: str, what: str) -> float:
 
 def add_instance_args(p: argparse.ArgumentParser, *, defaults: dict | None = None) -> None:
     """Add the instance flags; values are parsed and validated later by ``instance_from_args``."""
-    d = {"loss": "mse", "width": None, "depth": "1", "lam_w": "5e-3", "lam_h": "5e-3"}
+    d = {"loss": None, "width": None, "depth": None, "lam_w": "5e-3", "lam_h": "5e-3"}
     d.update(defaults or {})
     g = p.add_argument_group("instance")
-    g.add_argument("--loss", choices=["mse", "ce"], default=d["loss"], help="loss (default %(default)s)")
+    g.add_argument("--loss", choices=["mse", "ce"], default=d["loss"],
+                   help="loss (default: mse, or the theorem's loss for check)")
     g.add_argument("--counts", help="class counts n_1,...,n_K, e.g. 10,5,2 (imbalance allowed)")
     g.add_argument("--classes", help="number of classes K (with --per-class)")
     g.add_argument("--per-class", help="samples per class n (balanced, with --classes)")
     g.add_argument("--width", help="width d of H and of the hidden layers (default: K)", default=d["width"])
-    g.add_argument("--depth", help="depth M = number of weight matrices (default %(default)s)", default=d["depth"])
+    g.add_argument("--depth", default=d["depth"],
+                   help="depth M = number of weight matrices (default: 1, or the theorem's depth for check)")
     g.add_argument("--lam-w", help="lambda_W: one value or one per layer, comma-separated (default %(default)s)",
                    default=d["lam_w"])
     g.add_argument("--lam-h", help="lambda_H (default %(default)s)", default=d["lam_h"])
@@ -60,8 +62,16 @@ def add_instance_args(p: argparse.ArgumentParser, *, defaults: dict | None = Non
                    help="extended UFM: activation s between W_1 and W_2 (needs --depth >= 2)")
 
 
-def instance_from_args(args: argparse.Namespace) -> Instance:
-    """Parse and validate the instance flags; raises InstanceError naming the violated condition."""
+def instance_from_args(args: argparse.Namespace, defaults: dict | None = None) -> Instance:
+    """Parse and validate the instance flags; raises InstanceError naming the violated condition.
+
+    ``defaults`` (a theorem's, e.g. {"loss": "ce"} or {"activation": "relu", "depth": 2, "bias": True})
+    fill the flags the user did not give.
+    """
+    defaults = defaults or {}
+    loss = args.loss or defaults.get("loss", "mse")
+    activation = args.activation or defaults.get("activation")
+    bias = bool(args.bias or defaults.get("bias", False))
     if args.counts is not None:
         if args.classes is not None or args.per_class is not None:
             raise InstanceError("give either --counts or --classes/--per-class, not both")
@@ -74,10 +84,10 @@ def instance_from_args(args: argparse.Namespace) -> Instance:
         counts = [n] * K
     else:
         raise InstanceError("give the class counts: --counts n_1,...,n_K or --classes K --per-class n")
-    depth = _int_list(args.depth, "--depth")[0]
+    depth = _int_list(str(args.depth), "--depth")[0] if args.depth is not None else int(defaults.get("depth", 1))
     width = len(counts) if args.width is None else _int_list(str(args.width), "--width")[0]
     lam_w = _float_list(args.lam_w, "--lam-w")
     return Instance.create(
         counts, width=width, depth=depth, lam_w=lam_w, lam_h=_float(args.lam_h, "--lam-h"),
-        loss=args.loss, bias=args.bias, lam_b=_float(args.lam_b, "--lam-b"), activation=args.activation,
+        loss=loss, bias=bias, lam_b=_float(args.lam_b, "--lam-b"), activation=activation,
     )

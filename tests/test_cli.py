@@ -65,3 +65,21 @@ def test_console_script_exit_code_without_traceback():
     proc = subprocess.run([sys.executable, "-m", "proofs_checks.cli", "solve", "--counts", "2,0"],
                           capture_output=True, text=True)
     assert proc.returncode == 2 and "Traceback" not in proc.stderr and "n_2 must be >= 1" in proc.stderr
+
+
+def test_derive_json_keys_and_collapse(capsys):
+    rc, out, _ = run_cli(capsys, "derive", "dang2023.mse-deep", "--counts", "100,4", "--width", "2", "--depth", "2",
+                         "--lam-w", "0.0104", "--lam-h", "0.0104", "--json")
+    data = json.loads(out)
+    assert rc == 0
+    assert {"objective", "singular_values", "collapsed_classes", "phase_boundaries"} <= set(data)
+    assert set(data["singular_values"]) >= {"weights_product", "layers", "output"}
+    # the class with n_2 = 4 sits between the M = 2 thresholds 1/16 < rho <= 27/256: it collapses
+    assert data["collapsed_classes"] == [1]
+
+
+def test_derive_theorem_defaults_and_unknown_id(capsys):
+    rc, out, _ = run_cli(capsys, "derive", "tirer2022.extended-relu", "--classes", "2", "--per-class", "2", "--json")
+    assert rc == 0 and json.loads(out)["collapsed_classes"] == []
+    rc, _, err = run_cli(capsys, "derive", "nope.theorem", "--counts", "2,2")
+    assert rc == 2 and "nope.theorem" in err and len(err.strip().splitlines()) == 1
