@@ -257,11 +257,11 @@ def cmd_list(args: argparse.Namespace) -> int:
     from rich.console import Console
     from rich.table import Table
 
-    table = Table(title="ncverify catalogue")
-    for col in ("id", "title", "source", "recorded verdict"):
-        table.add_column(col)
+    table = Table(title="ncverify catalogue (ncverify list --json adds the sources)")
+    for col in ("id", "recorded verdict", "title"):
+        table.add_column(col, overflow="fold")
     for t in rows:
-        table.add_row(t.id, t.title, t.source, t.expected.verdict)
+        table.add_row(t.id, t.expected.verdict, t.title)
     Console().print(table)
     return 0
 
