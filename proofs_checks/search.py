@@ -82,7 +82,7 @@ def cheap_check(theorem: Theorem, inst: Instance, dps: int = 40) -> list[verify.
         ev.extend(verify.compare_with_derivation(claim, derive(theorem.family, inst, dps=dps), dps))
     except (ValueError, NotImplementedError):
         pass
-    point = verify.construct_claimed_point(claim, inst)
+    point, _ = verify.construct_claimed_point(claim, inst)
     if point is not None and claim.objective is not None:
         ev.extend(verify.point_evidence(inst, point, verify._val(claim.objective))[0])
     return [e for e in ev if e.status == "fail"]

@@ -270,20 +270,22 @@ def _grams(inst: Instance, p: dict) -> dict:
     return out
 
 
-def construct_claimed_point(claim: Prediction, inst: Instance) -> dict | None:
+def construct_claimed_point(claim: Prediction, inst: Instance) -> tuple[dict | None, str]:
     """The explicit float64 point {"weights", "H", "b"} the claim describes (aligned, balanced factors;
-    class means from the claim, or from balancedness when the claim states no norms), or None when
-    the claim leaves the scales free."""
+    class means from the claim, or from balancedness when the claim states no norms), or (None, why)
+    when the claim leaves the scales free or the construction does not cover the case."""
     from theory import construct
 
+    why = ""
     for features in ("prediction", "balanced"):
         try:
             m = construct.construct_numpy(claim, inst, features=features)
-        except (ValueError, KeyError, TypeError, AttributeError, NotImplementedError, IndexError):
+        except (ValueError, KeyError, TypeError, AttributeError, NotImplementedError, IndexError) as exc:
+            why = why or f"{type(exc).__name__}: {exc}"
             continue
         b = m.get("b")
-        return {"weights": list(m["W"]), "H": m["H"], "b": None if b is None else np.asarray(b).reshape(-1)}
-    return None
+        return {"weights": list(m["W"]), "H": m["H"], "b": None if b is None else np.asarray(b).reshape(-1)}, ""
+    return None, why
 
 
 def evaluate_point(inst: Instance, point: dict) -> dict:
@@ -405,13 +407,13 @@ def check(theorem, inst: Instance, *, solver: str = "lbfgs", starts: int = 3, se
 
     # 2. the claimed point, built explicitly
     claimed_f = _val(claim.objective)
-    point = construct_claimed_point(claim, inst)
+    point, why = construct_claimed_point(claim, inst)
     if point is not None:
         pev, claimed_f = point_evidence(inst, point, claimed_f)
         ev.extend(pev)
     else:
         ev.append(Evidence("claimed point", "construction", "info",
-                           detail="the claim leaves scales free: no explicit point to evaluate"))
+                           detail=f"no explicit point to evaluate (the claim leaves scales free, or: {why})"))
     if claimed_f is None and deriv is not None and deriv.objective is not None:
         claimed_f = _val(deriv.objective)
         ev.append(Evidence("claimed point", "reference minimum", "info",

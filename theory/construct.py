@@ -219,7 +219,10 @@ def _construct(pred: Any, spec: Spec, kit: _Kit, features: str) -> dict[str, Any
             b[k, 0] = _value(v, kit.exact, kit.dps)
 
     # features
-    t_pred = _t_from_norms(pred, spec, layout, kit, m)
+    # a prediction may state no class-mean norms (then only features="balanced"/"argmin" can build H)
+    t_pred = _t_from_norms(pred, spec, layout, kit, m) if pred.class_mean_norms is not None else None
+    if features == "prediction" and t_pred is None:
+        raise ValueError("the prediction states no class-mean norms: use features='balanced' or 'argmin'")
     t_bal = [s[0][i] * kit.sqrt(lam_w[0] / (n_mode[i] * lam_h)) for i in range(m)]
     H = None
     if features == "prediction":
@@ -312,15 +315,17 @@ def _consistency(pred: Any, spec: Spec, out: dict[str, Any], s: list[list[Any]],
                 res["weights_product_vs_layers"] = max((abs(a - c) for a, c in zip(sig, prod)), default=mpmath.mpf(0))
             except ValueError as e:
                 res["weights_product_vs_layers"] = f"not comparable: {e}"
-        res["class_mean_norms_vs_balancedness"] = max((abs(f(a) - f(c)) for a, c in zip(t_pred, t_bal)),
-                                                      default=mpmath.mpf(0))
+        if t_pred is not None:
+            res["class_mean_norms_vs_balancedness"] = max((abs(f(a) - f(c)) for a, c in zip(t_pred, t_bal)),
+                                                          default=mpmath.mpf(0))
         Hn = _to_mp_array(out["H"], dps)
         cols, col = [], 0
         for n_k in spec.counts:
             cols.append(mpmath.sqrt(mpmath.fsum(Hn[r, col] ** 2 for r in range(Hn.shape[0]))))
             col += n_k
-        res["class_mean_norms_realized_vs_predicted"] = max(
-            abs(a - f(_value(v, False, dps))) for a, v in zip(cols, pred.class_mean_norms))
+        if pred.class_mean_norms is not None:
+            res["class_mean_norms_realized_vs_predicted"] = max(
+                abs(a - f(_value(v, False, dps))) for a, v in zip(cols, pred.class_mean_norms))
         if spec.loss == "mse" and spec.activation != "relu":
             kitn = _Kit(False, dps)
             Wn = [_to_mp_array(W, dps) for W in out["W"]]
