@@ -595,7 +595,9 @@ def _finish(theorem, inst: Instance, ev: list[Evidence], claim, deriv, num, t0: 
                            for e in fails[:3])
     elif unsettled or not numeric_match:
         verdict = "inconclusive"
-        reason = "; ".join(f"{e.quantity}: {e.detail}" for e in unsettled[:3]) or "no numeric comparison was possible"
+        reason = "; ".join(f"{e.quantity}" + (f": {e.detail}" if e.detail else "") +
+                           (f" (gap {e.error:.3g} > tol {e.tolerance:.3g})" if e.error is not None and e.tolerance is not None else "")
+                           for e in unsettled[:3]) or "no numeric comparison was possible"
     else:
         verdict = "verified"
         reason = "numeric minimizer matched the claim within derived tolerances"
