@@ -29,6 +29,7 @@ from typing import Sequence
 import numpy as np
 import torch
 
+from numerics import losses
 from numerics.problem import Instance, InstanceError
 
 DEVICES = ("auto", "cpu", "cuda")
@@ -188,11 +189,14 @@ def forward(inst: Instance, params: Params) -> torch.Tensor:
 
 
 def data_term(inst: Instance, Z: torch.Tensor, Y: torch.Tensor) -> torch.Tensor:
-    """MSE: 1/(2N) ||Z - Y||_F^2;  CE: -(1/N) sum_i <y_i, log softmax(z_i)> (mean cross-entropy)."""
+    """MSE: 1/(2N) ||Z - Y||_F^2;  CE: -(1/N) sum_i <y_i, log softmax(z_i)> (mean cross-entropy);
+    a registered loss (``numerics.losses``, e.g. "ce-ls:0.1"): (1/N) sum_i loss(z_i, y_i)."""
     N = Z.shape[1]
     if inst.loss == "mse":
         return 0.5 * ((Z - Y) ** 2).sum() / N
-    return -(Y * torch.log_softmax(Z, dim=0)).sum() / N
+    if inst.loss == "ce":
+        return -(Y * torch.log_softmax(Z, dim=0)).sum() / N
+    return losses.data_term(inst.loss, Z, Y)
 
 
 def objective(inst: Instance, params: Params, Y: torch.Tensor | None = None) -> torch.Tensor:

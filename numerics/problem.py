@@ -10,6 +10,8 @@ Objective normalizations (never changed silently):
 * MSE:  1/(2N) ||W_M...W_1 H (+ b 1_N^T) - Y||_F^2 + sum_j lambda_{W_j}/2 ||W_j||_F^2
   + lambda_H/2 ||H||_F^2 (+ lambda_b/2 ||b||^2)
 * CE:   (1/N) sum_{k,i} CE(W_M...W_1 h_{k,i} (+ b), k) + the same penalties.
+* A registered loss (``numerics.losses``, e.g. "ce-ls:0.1", "focal:2"): (1/N) sum_{k,i} loss(z_{k,i}, k)
+  + the same penalties.
 * Extended UFM ([P2]): ``activation`` in {"identity", "relu"} puts the entrywise map s between
   W_1 and W_2: W_M...W_2 s(W_1 H); it needs depth M >= 2.
 
@@ -56,7 +58,7 @@ class Instance:
     depth: M >= 1, the number of weight matrices.
     lam_w: (lambda_{W_1}, ..., lambda_{W_M}), all > 0.
     lam_h: lambda_H > 0.
-    loss: "mse" or "ce".
+    loss: "mse", "ce", or a registered loss ``BASE:params`` (``numerics.losses``; e.g. "ce-ls:0.1", "focal:2").
     bias: whether the last layer has a bias b in R^K.
     lam_b: lambda_b >= 0 (the bias penalty lambda_b/2 ||b||^2; 0 = unregularized).
     activation: None for the deep linear UFM; "identity" or "relu" for the extended UFM.
@@ -194,6 +196,21 @@ class Instance:
         return " ".join(parts)
 
 
+def _validate_loss(loss: object) -> str:
+    """"mse", "ce", or a loss registered in ``numerics.losses`` (``BASE:v1,...``, returned canonical).
+
+    The registry is imported lazily (it stays torch-free at import), so this module keeps no dependency.
+    """
+    if loss in LOSSES:
+        return loss  # type: ignore[return-value]
+    from numerics.losses import LossError, canonical
+
+    try:
+        return canonical(loss)  # type: ignore[arg-type]
+    except LossError as exc:
+        raise InstanceError(str(exc)) from None
+
+
 def validate(inst: Instance) -> None:
     """Check every stated condition of an instance and normalize its field types in place.
 
@@ -235,12 +252,11 @@ def validate(inst: Instance) -> None:
         raise InstanceError(f"lambda_b must be >= 0, got {lam_b!r}")
     if lam_b > 0 and not inst.bias:
         raise InstanceError("lambda_b > 0 given for a model without a bias (add the bias)")
-    if inst.loss not in LOSSES:
-        raise InstanceError(f"loss must be one of {', '.join(LOSSES)}, got {inst.loss!r}")
+    loss = _validate_loss(inst.loss)
     if inst.activation not in ACTIVATIONS:
         raise InstanceError(f"activation must be identity or relu (or none), got {inst.activation!r}")
     if inst.activation is not None and depth < 2:
         raise InstanceError(f"the extended UFM puts the activation between W_1 and W_2, so it needs depth M >= 2, got {depth}")
     for name, value in (("counts", tuple(norm_counts)), ("width", width), ("depth", depth), ("lam_w", lam_w),
-                        ("lam_h", lam_h), ("lam_b", lam_b), ("bias", bool(inst.bias))):
+                        ("lam_h", lam_h), ("lam_b", lam_b), ("bias", bool(inst.bias)), ("loss", loss)):
         object.__setattr__(inst, name, value)

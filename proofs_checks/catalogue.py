@@ -350,6 +350,16 @@ MUTANTS += [
 ]
 
 
+# ---------------------------------------------------------------------------------------------
+# loss variants (issue 6): the shipped examples and their mutants (proofs_checks.claims_variants);
+# a user's own variants come through ``--theorems file.py`` (proofs_checks.variants)
+# ---------------------------------------------------------------------------------------------
+from proofs_checks import claims_variants as _claims_variants  # noqa: E402
+
+THEOREMS += _claims_variants.theorems()
+MUTANTS += _claims_variants.mutants()
+
+
 def load_theorems(path: str | Path) -> list[Theorem]:
     """Theorems from a user's Python file: it must define ``THEOREMS`` (a list of ``Theorem``)."""
     p = Path(path)

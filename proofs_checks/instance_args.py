@@ -2,7 +2,8 @@
 
 Flag -> symbol: --counts n_1..n_K (or --classes K --per-class n), --width d, --depth M,
 --lam-w lambda_{W_1..W_M} (one value for all layers or one per layer), --lam-h lambda_H,
---lam-b lambda_b, --bias (last-layer bias b), --activation s (extended UFM), --loss mse|ce.
+--lam-b lambda_b, --bias (last-layer bias b), --activation s (extended UFM), --loss mse|ce|BASE:PARAMS
+(a loss registered in ``numerics.losses``, e.g. ce-ls:0.1; validated by ``Instance``).
 """
 from __future__ import annotations
 
@@ -44,8 +45,9 @@ def add_instance_args(p: argparse.ArgumentParser, *, defaults: dict | None = Non
     d = {"loss": None, "width": None, "depth": None, "lam_w": "5e-3", "lam_h": "5e-3"}
     d.update(defaults or {})
     g = p.add_argument_group("instance")
-    g.add_argument("--loss", choices=["mse", "ce"], default=d["loss"],
-                   help="loss (default: mse, or the theorem's loss for check)")
+    g.add_argument("--loss", default=d["loss"], metavar="LOSS",
+                   help="mse, ce, or a registered loss with its parameters, e.g. ce-ls:0.1 (label smoothing delta), "
+                        "focal:2 (focusing gamma) (default: mse, or the theorem's loss for check)")
     g.add_argument("--counts", help="class counts n_1,...,n_K, e.g. 10,5,2 (imbalance allowed)")
     g.add_argument("--classes", help="number of classes K (with --per-class)")
     g.add_argument("--per-class", help="samples per class n (balanced, with --classes)")

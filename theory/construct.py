@@ -65,9 +65,10 @@ def helmert_basis(K: int) -> sp.Matrix:
 
 
 def layout_of(pred: Any, inst: Any) -> str:
-    """"etf" for CE or a model with a bias (rank K-1 geometry), otherwise "class"."""
+    """"etf" for a classification loss (CE and its variants: logits on the simplex ETF) or a model with
+    a bias (rank K-1 geometry), otherwise "class"."""
     spec = spec_of(inst)
-    if spec.loss == "ce" or spec.bias or getattr(pred, "family", "") in ("mse-deep-bias", "ce-deep-etf"):
+    if spec.loss != "mse" or spec.bias or getattr(pred, "family", "") in ("mse-deep-bias", "ce-deep-etf"):
         return "etf"
     return "class"
 

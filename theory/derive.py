@@ -10,6 +10,8 @@ Families (see ../shared/THEOREMS.md for notation and normalizations):
 * ``ce-deep-etf``: deep linear CE restricted to the simplex-ETF logit geometry, balanced.
 * ``extended-linear``: the extended UFM W_M ... W_2 s(W_1 H_1) with s = identity: literally the deep
   linear (M+1)-factor objective (checked symbolically), so the mse-deep machinery applies.
+* loss variants (``theory.variants``): ``mse-bias-regularized`` (MSE with lambda_b > 0) and every
+  registered ETF-margin family (a per-sample loss given as a SymPy expression, on the simplex-ETF geometry).
 
 Theorem ids map to families (``THEOREM_FAMILIES``). The result is always derived from the objective;
 a theorem's claimed formulas are never used here.
@@ -25,6 +27,7 @@ import mpmath
 import sympy as sp
 
 from . import reduced as R
+from . import variants as V
 from .phase import ce_phase_boundaries, mse_phase_boundaries, mse_thresholds
 from .prediction import Candidate, Exact, Prediction
 from .solve import ModeSolution, solve_ce, solve_mse_mode, to_mpf
@@ -46,8 +49,9 @@ ROTATIONS = ("rotations: W_j -> Q_j W_j Q_{j-1}^T, W_M -> W_M Q_{M-1}^T, H -> Q_
 
 
 def known_ids() -> list[str]:
-    """All accepted ids: the family ids and the theorem ids."""
-    return list(FAMILIES) + list(THEOREM_FAMILIES)
+    """All accepted ids: the family ids and the theorem ids (including the registered loss variants,
+    ``theory.variants``)."""
+    return list(FAMILIES) + list(THEOREM_FAMILIES) + V.family_names() + list(V.theorem_families())
 
 
 def family_of(family_or_theorem_id: str) -> str:
@@ -56,6 +60,9 @@ def family_of(family_or_theorem_id: str) -> str:
         return family_or_theorem_id
     if family_or_theorem_id in THEOREM_FAMILIES:
         return THEOREM_FAMILIES[family_or_theorem_id]
+    variant = V.family_for(family_or_theorem_id)
+    if variant is not None:
+        return variant
     raise ValueError(f"unknown family or theorem id {family_or_theorem_id!r}; known ids: {', '.join(known_ids())}")
 
 
@@ -149,6 +156,8 @@ def derive(family_or_theorem_id: str, inst: Any, dps: int = 40) -> Prediction:
             pred = _derive_mse(I, fam, centered=True, dps=dps)
         elif fam == "ce-deep-etf":
             pred = _derive_ce(I, dps)
+        elif fam in V.family_names():
+            pred = V.derive_variant(fam, I, dps)
         else:
             pred = _derive_extended(I, dps)
     pred.requested_id = family_or_theorem_id

@@ -46,6 +46,11 @@ def _list(xs: list[Exact] | None, digits: int = 15) -> str:
     return "[" + ", ".join(_num(e.value, digits) for e in xs) + "]"
 
 
+def _is_margin(pred: Prediction) -> bool:
+    """CE on the ETF, or a loss variant reduced to the same 1-D margin problem (``theory.variants``)."""
+    return pred.family == "ce-deep-etf" or (pred.derivation or {}).get("reduction") == "etf-margin"
+
+
 def to_text(pred: Prediction) -> str:
     """A readable account of the derivation and the prediction."""
     d = pred.derivation or {}
@@ -54,8 +59,8 @@ def to_text(pred: Prediction) -> str:
              + (f" (requested id {pred.requested_id})" if pred.requested_id and pred.requested_id != pred.family else ""),
              "instance: " + ", ".join(f"{k}={v}" for k, v in inst.items()), ""]
     lines.append("REDUCED PROBLEM")
-    if pred.family == "ce-deep-etf":
-        lines += [f"  logits a (e_k - 1/K 1):  CE = {sp.sstr(d.get('ce'))}",
+    if _is_margin(pred):
+        lines += [f"  logits a (e_k - 1/K 1):  {d.get('loss_label', 'CE')} = {sp.sstr(d.get('ce'))}",
                   f"  factorization cost per singular value z:  {sp.sstr(d.get('factorization_cost'))}",
                   f"  g(a) = {sp.sstr(pred.reduced_problem)}",
                   f"  with a = u^(M+1):  g(u) = {sp.sstr(d.get('g_u'))}"]
@@ -68,7 +73,7 @@ def to_text(pred: Prediction) -> str:
             lines.append("     bias: " + d["bias_elimination"])
         lines.append(f"  3. per mode: phi(z) = {sp.sstr(pred.reduced_problem)},  z >= 0")
     lines += ["", "STATIONARY EQUATION"]
-    if pred.family == "ce-deep-etf":
+    if _is_margin(pred):
         lines.append(f"  dg/du = 0, u > 0  <=>  {sp.sstr(pred.stationary_equation)},  ell = L n^(1/(M+1))")
         if "closed_form" in d:
             lines.append(f"  M = 1 closed form: a = {sp.sstr(d['closed_form']['a'])}, "
@@ -86,7 +91,7 @@ def to_text(pred: Prediction) -> str:
         lines.append(f"  {key}:")
         for c in cands:
             lines.append(f"    {'*' if c.selected else ' '} {c.label}: objective {_num(c.objective, 25)}")
-    if pred.family == "ce-deep-etf":
+    if _is_margin(pred):
         for b in d.get("brackets", []):
             lines.append(f"    stationary u = {_num(b['u'], 30)} ({b.get('kind', '')}); grid bracket "
                          f"[{_num(b['grid_bracket'][0], 12)}, {_num(b['grid_bracket'][1], 12)}], certified "
@@ -129,7 +134,7 @@ def to_latex(pred: Prediction) -> str:
     """LaTeX of the reduced problem, the stationary equation, closed forms, the minimum and the thresholds."""
     d = pred.derivation or {}
     out = [r"\begin{align*}"]
-    if pred.family == "ce-deep-etf":
+    if _is_margin(pred):
         out.append(r"g(a) &= " + sp.latex(pred.reduced_problem) + r" \\")
         out.append(r"g(u) &= " + sp.latex(d.get("g_u")) + r" \quad (a = u^{M+1}) \\")
         out.append(sp.latex(pred.stationary_equation.lhs) + " &= " + sp.latex(pred.stationary_equation.rhs) + r" \\")
