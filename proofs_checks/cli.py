@@ -6,6 +6,7 @@ Subcommands:
   list    -- the theorem catalogue;
   check   -- the verdict of one theorem on one instance;
   run     -- verify the whole catalogue (and the seeded mutants) and write the report.
+  lemmas  -- check the proof steps (lemmas) behind the theorems, and the seeded wrong lemmas.
 
 Bad input gives one line ``ncverify: error: <violated condition>`` on stderr and exit code 2.
 Set NCVERIFY_DEBUG=1 to see tracebacks instead.
@@ -223,9 +224,10 @@ def cmd_derive(args: argparse.Namespace) -> int:
     from theory import render
     from theory.derive import derive
 
-    from proofs_checks.catalogue import THEOREMS
-
-    defaults = next((t.defaults for t in THEOREMS if t.id == args.target), {})
+    theorems, _ = _catalogue(args)  # --theorems file.py registers its loss variants with the theory engine
+    defaults = next((t.defaults for t in theorems if t.id == args.target), None)
+    if defaults is None:  # a family id: the defaults of a theorem about it (e.g. the loss of a variant)
+        defaults = next((t.defaults for t in theorems if t.family == args.target), {})
     inst = instance_from_args(args, defaults)
     pred = derive(args.target, inst, dps=args.dps)
     if args.json:
@@ -325,7 +327,8 @@ def cmd_run(args: argparse.Namespace) -> int:
         def update(msg: str, i: int, total: int) -> None:
             progress.update(task, completed=i, description=msg[:70])
 
-        data = run_catalogue(theorems, mutants, budget, seed=args.seed, solver=args.solver, progress=update)
+        data = run_catalogue(theorems, mutants, budget, seed=args.seed, solver=args.solver, progress=update,
+                             lemmas=not args.no_lemmas)
         progress.update(task, description="figures")
         write_report(data, Path(args.out), figures=not args.no_figures, seed=args.seed,
                      progress=lambda m: progress.update(task, description=m))
@@ -350,6 +353,11 @@ def _print_run_summary(data: dict, out: str) -> None:
     con.print(t)
     m = data["mutants"]
     con.print(f"mutants refuted: {m['caught']} of {m['total']}")
+    if data.get("lemmas"):  # lemma (proof-step) verdicts, see ``ncverify lemmas``
+        odd = [f"{r['id']}: {r['verdict']}" for r in data["lemmas"] if r["verdict"] != "holds"]
+        con.print(f"lemmas: {sum(r['verdict'] == 'holds' for r in data['lemmas'])} of {len(data['lemmas'])} hold"
+                  + (f" ({'; '.join(odd)})" if odd else "") + f"; wrong lemmas caught: "
+                  f"{data['wrong_lemmas']['caught']} of {data['wrong_lemmas']['total']}")
     if data["changed_verdicts"]:
         con.print(f"[bold red]verdicts that differ from the record: {', '.join(data['changed_verdicts'])}[/bold red]")
     con.print(f"report: {out}/report.md, {out}/results.json, {out}/figures/")
@@ -373,6 +381,7 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("target", metavar="FAMILY-OR-THEOREM-ID")
     add_instance_args(d)
     d.add_argument("--dps", type=int, default=40, help="working precision in digits (default %(default)s)")
+    d.add_argument("--theorems", help="load extra theorems (and their loss variants) from this Python file")
     fmt = d.add_mutually_exclusive_group()
     fmt.add_argument("--json", action="store_true", help="print the derivation as JSON")
     fmt.add_argument("--latex", action="store_true", help="print the expressions as LaTeX")
@@ -404,8 +413,13 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--only", help="comma-separated theorem ids (their mutants included)")
     r.add_argument("--theorems", help="load extra theorems from this Python file (defines THEOREMS)")
     r.add_argument("--no-figures", action="store_true")
+    r.add_argument("--no-lemmas", action="store_true", help="skip the lemma (proof-step) checks")
     r.add_argument("--json", action="store_true", help="print results.json to stdout")
     r.set_defaults(func=cmd_run)
+
+    from proofs_checks.lemma_checks.cli import add_parser as add_lemmas_parser
+
+    add_lemmas_parser(sub)
     return p
 
 

@@ -2,7 +2,8 @@
 
 report.md    -- per theorem: source, instances tried, verdict (and the recorded one), worst error
                 against its tolerance, counterexample with the command that reproduces it; the mutants line.
-results.json -- the same data: {"theorems": [...], "mutants": {"caught": k, "total": m, ...}, ...}.
+results.json -- the same data: {"theorems": [...], "mutants": {"caught": k, "total": m, ...}, "lemmas": [...],
+                "wrong_lemmas": {"caught": k, "total": m, ...}, ...} (lemma section: ``proofs_checks.lemmas``).
 figures/     -- predicted vs numeric singular values; NC metrics along gd iterations; a phase diagram.
 """
 from __future__ import annotations
@@ -18,8 +19,12 @@ from proofs_checks.search import Budget, TheoremResult, search_theorem
 
 
 def run_catalogue(theorems: list[Theorem], mutants: list[Theorem], budget: Budget, seed: int = 0,
-                  solver: str = "lbfgs", progress: Callable[[str, int, int], None] | None = None) -> dict:
-    """Theorem-level verdicts for every theorem and mutant; returns the results.json structure."""
+                  solver: str = "lbfgs", progress: Callable[[str, int, int], None] | None = None,
+                  lemmas: bool = True) -> dict:
+    """Theorem-level verdicts for every theorem and mutant; returns the results.json structure.
+    ``lemmas``: also check the proof steps used by these theorems (``proofs_checks.lemmas``, same budget
+    name and seed): keys "lemmas", "wrong_lemmas", "lemma_findings"; lemma verdict changes are added to
+    "changed_verdicts" as "lemma:<id>"."""
     t0 = time.perf_counter()
     todo = list(theorems) + list(mutants)
     results: list[TheoremResult] = []
@@ -34,8 +39,17 @@ def run_catalogue(theorems: list[Theorem], mutants: list[Theorem], budget: Budge
     mut = [r for r in results if r.theorem.is_mutant]
     caught = [r for r in mut if r.verdict == "refuted"]
     changed = [r.theorem.id for r in results if r.verdict != r.theorem.expected.verdict]
+    lem = None
+    if lemmas:
+        from proofs_checks.lemmas import run_lemmas
+
+        lem = run_lemmas(budget.name, seed=seed, theorems=[t.id for t in theorems],
+                         progress=(lambda msg, i, n: progress(msg, len(todo), len(todo))) if progress else None)
+        changed += lem["changed_verdicts"]
     return {
         "budget": budget.name, "seed": seed, "solver": solver, "seconds": round(time.perf_counter() - t0, 1),
+        **({} if lem is None else {"lemmas": lem["lemmas"], "wrong_lemmas": lem["wrong_lemmas"],
+                                   "lemma_findings": lem["findings"], "lemma_seconds": lem["seconds"]}),
         "theorems": [r.to_json() for r in thr],
         "mutants": {"caught": len(caught), "total": len(mut),
                     "missed": [r.theorem.id for r in mut if r.verdict != "refuted"],
@@ -90,6 +104,9 @@ def write_markdown(data: dict, path: Path, figures: list[str]) -> None:
     lines += ["## Mutants (seeded wrong claims)", "", "| mutant | mutation | verdict | reason |", "|---|---|---|---|"]
     for r in m["results"]:
         lines.append(f"| `{r['id']}` | {r['mutation']} | {r['verdict']} | {r['reason'][:160]} |")
+    from proofs_checks.lemmas import lemma_markdown
+
+    lines += [""] + lemma_markdown(data)
     if figures:
         lines += ["", "## Figures", ""] + [f"![{Path(f).stem}]({f})" for f in figures]
     path.write_text("\n".join(lines) + "\n")
