@@ -1,4 +1,4 @@
-"""Tutorial variant (docs/TUTORIAL_VARIANTS.md): cross-entropy with a temperature T.
+"""Tutorial variant (README.md, "Tutorial: checking a claim about a new loss"): cross-entropy with a temperature T.
 
     l(z, y) = log sum_c exp(z_c / T) - z_y / T          (T > 0; T = 1 is the plain cross-entropy)
 
@@ -34,7 +34,7 @@ claim = etf_claim(VARIANT, statement="CE with temperature: simplex ETF, margin m
 THEOREMS = [
     variant_theorem(
         VARIANT, id="mine.ce-temperature", title="CE with temperature T, plain UFM: simplex ETF",
-        source="tutorial example (docs/TUTORIAL_VARIANTS.md)", claim=claim,
+        source="tutorial example (README.md, 'Tutorial: checking a claim about a new loss')", claim=claim,
         param_values=[(2.0,), (0.5,)],     # the temperatures the search draws from
     ),
 ]

@@ -47,7 +47,8 @@ def gradient_at_point(hess_norm: float, theta_norm: float, grad_scale: float, P:
     """How far from 0 the float64 gradient of an exact critical point, rounded to float64, can be."""
     v = SAFETY * math.sqrt(max(P, 1)) * EPS * (hess_norm * theta_norm + grad_scale)
     return Tol(v, f"critical point rounded to float64: {SAFETY:g} sqrt(P) eps (||Hess|| ||theta|| + |grad terms|) "
-                  f"with ||Hess|| = {hess_norm:.3g}, ||theta|| = {theta_norm:.3g}, |grad terms| = {grad_scale:.3g}")
+                  f"with ||Hess|| = {hess_norm:.3g}, ||theta|| = {theta_norm:.3g}, |grad terms| = {grad_scale:.3g} "
+                  f"(times 1 + max|logit| for softmax-type losses)")
 
 
 def objective_match(eval_tol: Tol, g: float, mu: float) -> Tol:

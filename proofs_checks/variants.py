@@ -1,6 +1,6 @@
 """The extension path for new loss variants: one SymPy loss -> reduced problem, torch loss and a theorem.
 
-A variant author writes ONE Python file (see ``examples/ce_temperature.py`` and docs/TUTORIAL_VARIANTS.md)::
+A variant author writes ONE Python file (see ``examples/ce_temperature.py`` and README.md, "Tutorial: checking a claim about a new loss")::
 
     import sympy as sp
     from proofs_checks.variants import LossVariant, Param, etf_claim, logsumexp, variant_theorem

@@ -310,7 +310,13 @@ def evaluate_point(inst: Instance, point: dict) -> dict:
     gp = torch.autograd.grad(pen, xp, allow_unused=True)
     gpen = math.sqrt(sum(float((t ** 2).sum()) for t in gp if t is not None))
     hess = _hessian_info(inst, x.detach())
-    return {"objective": float(val.detach()), "grad_norm": float(g.norm()), "grad_scale": 2 * gpen + float(g.norm()),
+    grad_scale = 2 * gpen + float(g.norm())
+    if inst.loss != "mse":
+        # softmax-type losses: exp(z (1 + e)) = exp(z)(1 + z e), so the data gradient carries a relative
+        # rounding error of about max|z| eps on top of the operations' own
+        with torch.no_grad():
+            grad_scale *= 1.0 + float(models.forward(inst, params).abs().max())
+    return {"objective": float(val.detach()), "grad_norm": float(g.norm()), "grad_scale": grad_scale,
             "theta_norm": float(x.detach().norm()), "hessian": hess, "scale": _objective_scale(inst, params),
             "P": x.numel()}
 
