@@ -213,6 +213,12 @@ def _relu_claim(inst: Instance) -> Prediction:
     p = _claim_ext(inst, relu=True)
     lin = derive("extended-linear", inst.with_(activation="identity"))
     p.objective = lin.objective
+    # the linear minimizer, realized with non-negative post-activation features of disjoint supports
+    # (theory.construct), is a ReLU point with the linear value: the claimed point that gets evaluated
+    # (those scales only build the point: the ReLU model leaves W_1 and H_1 free, so they are not compared)
+    p.singular_values = {"weights_product": None, "layers": lin.singular_values["layers"], "output": None}
+    p.class_mean_norms = lin.class_mean_norms
+    p.undetermined = ["layers", "class_mean_norms"]
     return p
 
 

@@ -113,7 +113,8 @@ def test_check_cli_bad_instance_is_one_line(capsys):
 @pytest.mark.parametrize("tid, flags", [
     ("dang2023.mse-deep", dict(counts=[2, 1], width=2, depth=2, lam_w=0.02, lam_h=0.02)),
     ("dang2023.ce-deep", dict(counts=[2, 2], width=2, depth=1, lam_w=0.01, lam_h=0.01, loss="ce")),
-    ("tirer2022.extended-relu", dict(counts=[2, 2], width=2, depth=2, lam_w=0.01, lam_h=0.01, activation="relu")),
+    # ReLU with d = K ends in dead-unit minima from most starts; d = 2K is the usual over-parametrized setting
+    ("tirer2022.extended-relu", dict(counts=[2, 2], width=4, depth=2, lam_w=0.01, lam_h=0.01, activation="relu")),
     ("tirer2022.extended-linear", dict(counts=[2, 2], width=2, depth=2, lam_w=0.01, lam_h=0.01, activation="identity")),
     ("dang2023.mse-deep-bias", dict(counts=[2, 2], width=2, depth=1, lam_w=0.01, lam_h=0.01, bias=True)),
 ])
