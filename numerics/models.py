@@ -44,11 +44,6 @@ def labels(counts: Sequence[int], dtype: torch.dtype = torch.float64, device: st
     return Y.to(device)
 
 
-def class_index(counts: Sequence[int]) -> np.ndarray:
-    """The class label (0..K-1) of every sample, samples ordered class by class."""
-    return np.repeat(np.arange(len(counts)), np.asarray(counts, dtype=int))
-
-
 def resolve_device(device: str | torch.device) -> torch.device:
     """"auto" -> cuda when available else cpu; "cpu"; "cuda" (raises InstanceError without CUDA)."""
     if isinstance(device, torch.device):
@@ -160,19 +155,6 @@ def init_params(inst: Instance, generator: torch.Generator, std: float = 0.1,
 def activation_fn(inst: Instance):
     """s: identity (None / "identity") or ReLU ("relu")."""
     return torch.relu if inst.activation == "relu" else (lambda x: x)
-
-
-def layer_features(inst: Instance, params: Params) -> list[torch.Tensor]:
-    """[H_1, H_2, ..., H_M]: H_1 = H and H_{j+1} = W_j H_j, with s applied after W_1 (H_2 = s(W_1 H_1))."""
-    s = activation_fn(inst)
-    feats = [params.H]
-    X = params.H
-    for j, W in enumerate(params.weights[:-1]):
-        X = W @ X
-        if j == 0:
-            X = s(X)
-        feats.append(X)
-    return feats
 
 
 def forward(inst: Instance, params: Params) -> torch.Tensor:

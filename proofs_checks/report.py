@@ -14,7 +14,7 @@ import time
 from pathlib import Path
 from typing import Callable
 
-from proofs_checks.catalogue import MUTANTS, THEOREMS, Theorem
+from proofs_checks.catalogue import Theorem
 from proofs_checks.search import Budget, TheoremResult, search_theorem
 
 
@@ -143,8 +143,3 @@ def _json_default(o):
         return v if math.isfinite(v) else None
     except (TypeError, ValueError):
         return str(o)
-
-
-def default_catalogue(extra: list[Theorem] | None = None) -> tuple[list[Theorem], list[Theorem]]:
-    extra = extra or []
-    return THEOREMS + [t for t in extra if not t.is_mutant], MUTANTS + [t for t in extra if t.is_mutant]

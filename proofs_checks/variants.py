@@ -39,7 +39,7 @@ lambda_H = ``inst.lam_h``, the margin a (logits a (e_y - 1/K 1)), L = (lambda_H 
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Callable, Sequence
 
 import mpmath as mp

@@ -16,7 +16,6 @@ import pytest
 import sympy as sp
 import torch
 from hypothesis import given, settings
-from hypothesis import strategies as st
 
 from numerics import losses as NL
 from numerics import models
@@ -24,7 +23,7 @@ from numerics.problem import Instance, InstanceError
 from proofs_checks import claims_variants as CV
 from proofs_checks import verify
 from proofs_checks.catalogue import MUTANTS, load_theorems, by_id
-from proofs_checks.variants import (AGREEMENT_RTOL, BridgeError, LossVariant, Param, _sympy_value, logsumexp,
+from proofs_checks.variants import (AGREEMENT_RTOL, BridgeError, LossVariant, _sympy_value, logsumexp,
                                     sympy_to_torch)
 from theory import variants as TV
 from theory.derive import derive

@@ -160,7 +160,7 @@ def construct(pred: Any, inst: Any, exact: bool = True, features: str = "predict
     "consistency": {...}}. Raises ValueError naming the violated condition (d >= K, ...).
     """
     spec = spec_of(inst)
-    K, d, M, N = spec.K, spec.width, spec.depth, spec.N
+    K, d = spec.K, spec.width
     if d < K:
         raise ValueError(f"the aligned construction needs width d >= K, got d = {d} < K = {K}")
     if features not in ("prediction", "balanced", "argmin"):
@@ -178,7 +178,7 @@ def construct(pred: Any, inst: Any, exact: bool = True, features: str = "predict
 
 
 def _construct(pred: Any, spec: Spec, kit: _Kit, features: str) -> dict[str, Any]:
-    K, d, M, N = spec.K, spec.width, spec.depth, spec.N
+    K, d, M = spec.K, spec.width, spec.depth
     layout = layout_of(pred, spec)
     if layout == "etf" and spec.activation == "relu":
         raise NotImplementedError("the ReLU construction needs non-negative features with disjoint supports; "

@@ -473,7 +473,7 @@ def _derive_ce(I: _Inst, dps: int) -> Prediction:
         raise ValueError(f"{fam} needs width d >= K - 1 (the simplex ETF spans K - 1 dimensions), got d = {I.width}")
     if I.activation == "relu":
         raise ValueError(f"{fam} is deep linear: activation relu is not part of it")
-    M, K, n, N = I.depth, I.K, I.counts[0], I.N
+    M, K, n = I.depth, I.K, I.counts[0]
     n_e = sp.Integer(n)
     L_pow = I.lam_h * sp.Mul(*I.lam_w)
     L_e = L_pow ** sp.Rational(1, M + 1)

@@ -209,12 +209,6 @@ def stationary_polynomial_w(M: int) -> sp.Expr:
     return sp.expand(ratio) - rho
 
 
-def rho_of(N_val: sp.Expr, L_pow: sp.Expr, y2: sp.Expr, M: int) -> sp.Expr:
-    """rho = N^{M+1} L^{M+1} / y^{2M} with L^{M+1} = lambda_H prod_j lambda_{W_j} (``L_pow``), y^2 = ``y2``."""
-    return sp.nsimplify(N_val ** (M + 1) * L_pow / y2 ** M) if all(
-        isinstance(q, sp.Rational) for q in (N_val, L_pow, y2)) else N_val ** (M + 1) * L_pow / y2 ** M
-
-
 @lru_cache(maxsize=None)
 def stationary_value_w(M: int) -> sp.Expr:
     """2N phi / y^2 at a stationary point, in terms of w alone: substitutes the stationary relation

@@ -128,10 +128,6 @@ def family_for(family_or_theorem_id: str) -> str | None:
     return _THEOREM_FAMILIES.get(family_or_theorem_id)
 
 
-def get_family(name: str) -> EtfMarginFamily:
-    return _FAMILIES[name]
-
-
 def split_loss(loss: str) -> tuple[str, tuple[sp.Rational, ...]]:
     """("ce-ls", (1/10,)) for "ce-ls:0.1": the base name and the parameters as exact rationals."""
     base, _, rest = str(loss).partition(":")

@@ -417,12 +417,6 @@ def sv(X: np.ndarray) -> np.ndarray:
     return np.linalg.svd(X, compute_uv=False)
 
 
-def fmt_matrix(X: np.ndarray, digits: int = 6) -> str:
-    """A matrix as a one-line nested list with ``digits`` significant digits."""
-    X = np.atleast_2d(np.asarray(X, dtype=float))
-    return "[" + "; ".join(", ".join(f"{v:.{digits}g}" for v in row) for row in X) + "]"
-
-
 def descend_lbfgs(params: list, objective: Callable[[list], Any], max_iter: int) -> list:
     """Minimize ``objective`` (batched, one value per start; the starts are independent, so the sum is
     minimized) by torch L-BFGS with a strong-Wolfe line search; returns the detached end points."""
