@@ -455,6 +455,9 @@ def check(theorem, inst: Instance, *, solver: str = "lbfgs", starts: int = 3, se
     hess = _hessian_info(inst, best.params.flatten())
     mu = hess.get("mu", 0.0) if hess.get("available") else 0.0
     num["hessian"] = hess
+    if not hess.get("available"):
+        ev.append(Evidence("numerics", "conditioning", "unsettled",
+                           detail=f"{hess.get('reason', 'no Hessian')}: no curvature, so no derived match tolerance"))
     if claimed_f is not None:
         below = claimed_f - best.objective
         ev.append(Evidence("numerics", "numeric objective vs claimed minimum (a lower point refutes)",
