@@ -138,19 +138,23 @@ def instances(draw, *, loss: str = "mse", balanced: bool = False, depths=(1, 2, 
                            activation=activation)
 
 
-def near_boundaries(base: st.SearchStrategy[Instance], family: str) -> st.SearchStrategy[Instance]:
-    """Move lambda_H of a drawn instance to just below / above one of the derived phase boundaries
-    (ratios 0.8 .. 1.25 of the critical lambda_H), so both sides of every boundary are sampled."""
-    from proofs_checks.boundaries import critical_lam_h
+def near_boundaries(base: st.SearchStrategy[Instance], family: str,
+                    critical: Callable[[str, Instance], list[float]] | None = None,
+                    ratios: tuple[float, ...] = (0.8, 0.95, 0.99, 1.01, 1.05, 1.25)) -> st.SearchStrategy[Instance]:
+    """Move lambda_H of a drawn instance to ``ratios`` of one of the derived phase boundaries (below and
+    above), so both sides of every boundary are sampled. ``critical(family, inst)`` gives the critical
+    lambda_H values (default: ``proofs_checks.boundaries.critical_lam_h``)."""
+    if critical is None:
+        from proofs_checks.boundaries import critical_lam_h as critical
 
     @st.composite
     def strat(draw):
         inst = draw(base)
-        crit = critical_lam_h(family, inst)
+        crit = critical(family, inst)
         if not crit:
             return inst
         lam_c = draw(st.sampled_from(sorted(crit)))
-        ratio = draw(st.sampled_from([0.8, 0.95, 0.99, 1.01, 1.05, 1.25]))
+        ratio = draw(st.sampled_from(list(ratios)))
         return inst.with_(lam_h=float(f"{lam_c * ratio:.6g}"))
     return strat()
 

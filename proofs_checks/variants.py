@@ -511,20 +511,6 @@ def critical_lam_h(family: str, inst: Instance) -> list[float]:
     return sorted(set(out))
 
 
-def near_thresholds(base: st.SearchStrategy[Instance], family: str) -> st.SearchStrategy[Instance]:
-    """Move lambda_H to ratios 0.8 .. 1.25 of a derived collapse threshold (both sides)."""
-    @st.composite
-    def strat(draw):
-        inst = draw(base)
-        crit = critical_lam_h(family, inst)
-        if not crit:
-            return inst
-        lam_c = draw(st.sampled_from(crit))
-        ratio = draw(st.sampled_from([0.8, 0.95, 1.05, 1.25]))
-        return inst.with_(lam_h=float(f"{lam_c * ratio:.6g}"))
-    return strat()
-
-
 def variant_theorem(variant: LossVariant, *, id: str, title: str, source: str, claim: Callable[[Instance], Prediction],
                     provenance: str = "", expected: Any = None, param_values: Sequence[Sequence[float]] | None = None,
                     examples: Sequence[Instance] | None = None, depths: Sequence[int] = (1,), bias: bool = False,
@@ -537,7 +523,7 @@ def variant_theorem(variant: LossVariant, *, id: str, title: str, source: str, c
     expected: the recorded ``catalogue.Expected`` (default: verified); depths / bias / lam_b / K / n / lam:
     the domain of the search (log-uniform lambdas in ``lam``), half of the draws aimed at the thresholds.
     """
-    from proofs_checks.catalogue import Expected, Theorem
+    from proofs_checks.catalogue import Expected, Theorem, near_boundaries
 
     pv = [tuple(p) for p in (param_values or [tuple(p.example for p in variant.params)])]
     losses = [variant.loss_name(*p) for p in pv]
@@ -555,7 +541,8 @@ def variant_theorem(variant: LossVariant, *, id: str, title: str, source: str, c
                    + (":" + ",".join(p.name.upper() for p in variant.params) if variant.params else "") + ")"),
         assumptions=("balanced", "d >= K", f"M in {list(depths)}", "bias with lambda_b > 0" if bias else "no bias"),
         validator=variant_validator(id, variant.loss, depths=depths, bias=bias, lam_b_positive=bias),
-        strategy=lambda: st.one_of(base, near_thresholds(base, variant.name)), claim=claim,
+        strategy=lambda: st.one_of(base, near_boundaries(base, variant.name, critical_lam_h, (0.8, 0.95, 1.05, 1.25))),
+        claim=claim,
         expected=expected if expected is not None else Expected("verified"), shape_claims=tuple(shape_claims),
         examples=tuple(examples), defaults={"loss": losses[0], **({"bias": True} if bias else {})},
         notes=tuple(notes) + (f"torch loss: {variant.torch_origin}; SymPy vs torch agreement "
