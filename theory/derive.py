@@ -29,6 +29,7 @@ import sympy as sp
 from . import reduced as R
 from . import variants as V
 from .phase import ce_phase_boundaries, mse_phase_boundaries, mse_thresholds
+from .etf import etf_minimizer
 from .prediction import Candidate, Exact, Prediction
 from .solve import ModeSolution, solve_ce, solve_mse_mode, to_mpf
 
@@ -496,45 +497,11 @@ def _derive_ce(I: _Inst, dps: int) -> Prediction:
                                                   f"{mpmath.nstr(br['grid_bracket'][1], 15)}], certified bracket "
                                                   f"[{mpmath.nstr(br['tight_bracket'][0], dps)}, "
                                                   f"{mpmath.nstr(br['tight_bracket'][1], dps)}]" if br else ""))
-    with mpmath.workdps(dps + 10):
-        a_v = a_ex.value
-        z_v = a_v * mpmath.sqrt(n)
-        t_v = z_v ** (mpmath.mpf(1) / (M + 1))
-        L_v = to_mpf(L_e, dps + 10)
-        s_v = [mpmath.sqrt(L_v / to_mpf(I.lam_w[j], dps + 10)) * t_v for j in range(M)]
-        eta_v = mpmath.sqrt(L_v / to_mpf(I.lam_h, dps + 10)) * t_v
-        sig_v = mpmath.fprod(s_v)
-        p_v = mpmath.exp(a_v) / (mpmath.exp(a_v) + K - 1)
-    exact = sol.a is not None
-
-    def E(expr_fn, val, note=""):
-        return Exact(+val, expr_fn() if exact else None, note)
-
-    a_e = sol.a if exact else None
-    z_fn = lambda: a_e * sp.sqrt(n_e)
-    sub = lambda: {R.z: z_fn(), R.L: L_e, R.lam_H: I.lam_h, **{R.lam_W(j): I.lam_w[j - 1] for j in range(1, M + 1)}}
-    z_ex = E(z_fn, z_v)
-    layers = [[E(lambda j=j: fe.layer_values[j].subs(sub()), s_v[j])] * (K - 1) + [Exact(mpmath.mpf(0), sp.Integer(0))]
-              for j in range(M)]
-    sig_ex = E(lambda: sp.Mul(*[lv.subs(sub()) for lv in fe.layer_values]), sig_v)
-    eta_ex = E(lambda: fe.feature_value.subs(sub()), eta_v)
-    zero = Exact(mpmath.mpf(0), sp.Integer(0))
-    cm = E(lambda: fe.feature_value.subs(sub()) * sp.sqrt(sp.Rational(K - 1, K * n)),
-           eta_v * mpmath.sqrt(mpmath.mpf(K - 1) / (K * n)), "||hbar_k|| = eta sqrt((K-1)/(K n))")
-    p_ex = E(lambda: sp.exp(a_e) / (sp.exp(a_e) + K - 1), p_v, "true-class softmax probability e^a/(e^a + K - 1)")
-    u_ex = E(lambda: a_e ** sp.Rational(1, M + 1), sol.u_value)
+    geo = etf_minimizer(I, a_ex, L_e, dps)
+    zero, z_ex, layers, sig_ex, eta_ex = geo["zero"], geo["z"], geo["layers"], geo["sigma"], geo["eta"]
+    cm, p_ex, gram = geo["class_mean_norm"], geo["p_true"], geo["gram"]
+    u_ex = Exact(sol.u_value, sol.a ** sp.Rational(1, M + 1) if sol.a is not None else None)
     ell_ex = _sx(sol.ell, dps)
-    P_d = sp.Rational(K - 1, K)
-    kind = "zero" if a_v == 0 else "ETF"
-    sw = E(lambda: sig_ex.expr ** 2, sig_v ** 2)
-    sh = E(lambda: eta_ex.expr ** 2 / n, eta_v ** 2 / n)
-    gram = {
-        "WWT": {"kind": kind, "scale": sw, "diag": [E(lambda: sw.expr * P_d, sw.value * P_d)] * K,
-                "description": "W W^T = sigma^2 (I - 1 1^T/K)"},
-        "HbarTHbar": {"kind": kind, "scale": sh, "diag": [E(lambda: sh.expr * P_d, sh.value * P_d)] * K,
-                      "description": "Hbar^T Hbar = (eta^2 / n)(I - 1 1^T/K); the class means sum to 0"},
-        "WHbar": {"kind": kind, "scale": a_ex, "description": "W hbar_k = a (e_k - 1/K 1): the logits"},
-    }
     bias = None
     if I.bias:
         bias = [zero] * K
@@ -557,6 +524,6 @@ def _derive_ce(I: _Inst, dps: int) -> Prediction:
         singular_values={"weights_product": [sig_ex] * (K - 1) + [zero], "layers": layers,
                          "output": [z_ex] * (K - 1) + [zero], "features": [eta_ex] * (K - 1) + [zero]},
         gram_targets=gram, class_mean_norms=[cm] * K, bias=bias,
-        collapsed_classes=list(range(K)) if a_v == 0 else [], undetermined=undetermined,
+        collapsed_classes=geo["collapsed"], undetermined=undetermined,
         phase_boundaries=boundaries, candidates={"margin": sol.candidates}, reduced_problem=red.g,
         stationary_equation=sp.Eq(R.ell, red.h_u), notes=notes, dps=dps, derivation=derivation)

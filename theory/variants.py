@@ -50,6 +50,7 @@ import sympy as sp
 
 from . import reduced as R
 from .phase import mse_thresholds
+from .etf import etf_minimizer
 from .prediction import Candidate, Exact, PhaseBoundary, Prediction
 from .solve import select_global, stationary_points_w, to_mpf, solve_mse_mode, _phi_numeric
 
@@ -487,40 +488,9 @@ def _derive_margin(F: EtfMarginFamily, I: Any, dps: int) -> Prediction:
                 notes.append("M = 1 closed-form candidates did not match the selected root: value from the root")
     a_ex = Exact(sol.a_value if a_expr is None else to_mpf(a_expr, dps), a_expr, how)
     exact = a_expr is not None
-    with mpmath.workdps(dps + 10):
-        a_v = a_ex.value
-        z_v = a_v * mpmath.sqrt(n)
-        t_v = z_v ** (mpmath.mpf(1) / (M + 1))
-        L_v = to_mpf(L_e, dps + 10)
-        s_v = [mpmath.sqrt(L_v / to_mpf(I.lam_w[j], dps + 10)) * t_v for j in range(M)]
-        eta_v = mpmath.sqrt(L_v / to_mpf(I.lam_h, dps + 10)) * t_v
-        sig_v = mpmath.fprod(s_v)
-        p_v = mpmath.exp(a_v) / (mpmath.exp(a_v) + K - 1)
-
-    def E(expr_fn: Callable[[], sp.Expr], val: mpmath.mpf, note: str = "") -> Exact:
-        return Exact(+val, expr_fn() if exact else None, note)
-
-    sub = lambda: {R.z: a_expr * sp.sqrt(n_e), R.L: L_e, R.lam_H: I.lam_h,  # noqa: E731
-                   **{R.lam_W(j): I.lam_w[j - 1] for j in range(1, M + 1)}}
-    zero = Exact(mpmath.mpf(0), sp.Integer(0))
-    z_ex = E(lambda: a_expr * sp.sqrt(n_e), z_v)
-    layers = [[E(lambda j=j: fe.layer_values[j].subs(sub()), s_v[j])] * (K - 1) + [zero] for j in range(M)]
-    sig_ex = E(lambda: sp.Mul(*[lv.subs(sub()) for lv in fe.layer_values]), sig_v)
-    eta_ex = E(lambda: fe.feature_value.subs(sub()), eta_v)
-    cm = E(lambda: fe.feature_value.subs(sub()) * sp.sqrt(sp.Rational(K - 1, K * n)),
-           eta_v * mpmath.sqrt(mpmath.mpf(K - 1) / (K * n)), "||hbar_k|| = eta sqrt((K-1)/(K n))")
-    p_ex = E(lambda: sp.exp(a_expr) / (sp.exp(a_expr) + K - 1), p_v, "true-class softmax probability e^a/(e^a + K - 1)")
-    P_d = sp.Rational(K - 1, K)
-    kind = "zero" if a_v == 0 else "ETF"
-    sw = E(lambda: sig_ex.expr ** 2, sig_v ** 2)
-    sh = E(lambda: eta_ex.expr ** 2 / n, eta_v ** 2 / n)
-    gram = {
-        "WWT": {"kind": kind, "scale": sw, "diag": [E(lambda: sw.expr * P_d, sw.value * P_d)] * K,
-                "description": "W W^T = sigma^2 (I - 1 1^T/K)"},
-        "HbarTHbar": {"kind": kind, "scale": sh, "diag": [E(lambda: sh.expr * P_d, sh.value * P_d)] * K,
-                      "description": "Hbar^T Hbar = (eta^2 / n)(I - 1 1^T/K); the class means sum to 0"},
-        "WHbar": {"kind": kind, "scale": a_ex, "description": "W hbar_k = a (e_k - 1/K 1): the logits"},
-    }
+    geo = etf_minimizer(I, a_ex, L_e, dps)
+    zero, z_ex, layers, sig_ex, eta_ex = geo["zero"], geo["z"], geo["layers"], geo["sigma"], geo["eta"]
+    cm, p_ex, gram = geo["class_mean_norm"], geo["p_true"], geo["gram"]
     bias = None
     if I.bias:
         bias = [zero] * K
@@ -554,7 +524,7 @@ def _derive_margin(F: EtfMarginFamily, I: Any, dps: int) -> Prediction:
         singular_values={"weights_product": [sig_ex] * (K - 1) + [zero], "layers": layers,
                          "output": [z_ex] * (K - 1) + [zero], "features": [eta_ex] * (K - 1) + [zero]},
         gram_targets=gram, class_mean_norms=[cm] * K, bias=bias,
-        collapsed_classes=list(range(K)) if a_v == 0 else [], undetermined=undetermined,
+        collapsed_classes=geo["collapsed"], undetermined=undetermined,
         phase_boundaries=boundaries, candidates={"margin": sol.candidates}, reduced_problem=red.g,
         stationary_equation=sp.Eq(ell, red.h_u), notes=notes, dps=dps, derivation=derivation)
 
