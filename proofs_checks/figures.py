@@ -138,13 +138,13 @@ def phase_diagram_figure(path: Path, seed: int = 0, points: int = 10) -> str | N
     derived and the claimed singular value of W, the boundaries, and the numeric verdict at each point."""
     from numerics.problem import Instance
     from proofs_checks import verify
-    from proofs_checks.boundaries import critical_lam_h
     from proofs_checks.catalogue import by_id
+    from proofs_checks.statement.domains import critical_values
     from theory.derive import derive
 
     th = by_id("dang2023.mse-deep")
     base = Instance.create([2, 2], width=2, depth=2, lam_w=1e-2, lam_h=1e-2)
-    crit = sorted(critical_lam_h("mse-deep", base))
+    crit = sorted(critical_values("mse-deep", base)["lam_h"])
     if not crit:
         return None
     lo, hi = crit[0] / 3, crit[-1] * 3
@@ -157,8 +157,8 @@ def phase_diagram_figure(path: Path, seed: int = 0, points: int = 10) -> str | N
         c = th.claim(inst)
         r = verify.check(th, inst, starts=3, seed=seed)
         xs.append(lam_h)
-        derived.append(float(d.singular_values["weights_product"][0].value))
-        claimed.append(float(c.singular_values["weights_product"][0].value))
+        derived.append(float(d.singular_values.weights_product[0].value))
+        claimed.append(float(c.singular_values.weights_product[0].value))
         verdicts.append(r.verdict)
     fig, ax = plt.subplots(figsize=(7, 4.2))
     ax.semilogx(xs, derived, "-", color="k", label="derived global minimizer")

@@ -14,7 +14,7 @@ import time
 from pathlib import Path
 from typing import Callable
 
-from proofs_checks.catalogue import Theorem
+from proofs_checks.statement import Theorem
 from proofs_checks.search import Budget, TheoremResult, search_theorem
 
 

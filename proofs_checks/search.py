@@ -17,9 +17,10 @@ from typing import Callable
 
 from hypothesis import HealthCheck, Phase, given, seed as hseed, settings
 
-from numerics.problem import Instance, InstanceError
+from numerics.problem import Instance
 from proofs_checks import verify
-from proofs_checks.catalogue import Theorem
+from proofs_checks.errors import UsageError
+from proofs_checks.statement import Theorem
 
 
 @dataclass(frozen=True)
@@ -34,7 +35,7 @@ class Budget:
         table = {"quick": Budget("quick", 8, 1, 2), "default": Budget("default", 25, 2, 3),
                  "thorough": Budget("thorough", 150, 8, 6)}
         if name not in table:
-            raise InstanceError(f"budget must be one of {', '.join(table)}, got {name!r}")
+            raise UsageError(f"budget must be one of {', '.join(table)}, got {name!r}")
         return table[name]
 
 
@@ -72,22 +73,6 @@ class TheoremResult:
         }
 
 
-def cheap_check(theorem: Theorem, inst: Instance, dps: int = 40) -> list[verify.Evidence]:
-    """Claim vs derivation and the constructed claimed point (no solver); returns the failing evidence."""
-    from theory.derive import derive
-
-    claim = theorem.claim(inst)
-    ev: list[verify.Evidence] = []
-    try:
-        ev.extend(verify.compare_with_derivation(claim, derive(theorem.family, inst, dps=dps), dps))
-    except (ValueError, NotImplementedError):
-        pass
-    point, _ = verify.construct_claimed_point(claim, inst)
-    if point is not None and claim.objective is not None:
-        ev.extend(verify.point_evidence(inst, point, verify._val(claim.objective))[0])
-    return [e for e in ev if e.status == "fail"]
-
-
 class _Refuted(AssertionError):
     pass
 
@@ -96,6 +81,7 @@ def search_theorem(theorem: Theorem, budget: Budget, *, seed: int = 0, solver: s
                    progress: Callable[[str], None] | None = None) -> TheoremResult:
     """The theorem-level verdict of ``theorem`` under ``budget`` (deterministic for a given seed)."""
     t0 = time.perf_counter()
+    theorem.prepare()
     say = progress or (lambda msg: None)
     starts = max(budget.starts, theorem.min_starts)
     res = TheoremResult(theorem, "inconclusive", "")
@@ -116,7 +102,7 @@ def search_theorem(theorem: Theorem, budget: Budget, *, seed: int = 0, solver: s
         res.cheap_tried += 1
         if not failing and inst not in drawn:
             drawn.append(inst)
-        if cheap_check(theorem, inst):
+        if verify.cheap_check(theorem, inst):
             failing.append(inst)
             raise _Refuted(inst.cli_flags())
 

@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 
 from proofs_checks import lemmas as L
-from proofs_checks.lemma_checks import spectral as SP
-from proofs_checks.lemma_checks.core import Ctx, LemmaBudget, Outcome, Property, Trial, run_property
+from proofs_checks.lemmas import spectral as SP
+from proofs_checks.lemmas.core import Ctx, LemmaBudget, Outcome, Property, Trial, run_property
 
 SEED = 0
 

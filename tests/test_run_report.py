@@ -8,16 +8,14 @@ from proofs_checks.cli import main
 
 USER_FILE = textwrap.dedent('''
     """A user's theorem file: the plain UFM claim with the threshold constant written as K^2 instead of K."""
-    import functools
-    import mpmath as mp
     from dataclasses import replace
-    from proofs_checks import claims
     from proofs_checks.catalogue import Expected, by_id
+    from proofs_checks.catalogue.tirer2022 import threshold_c, ufm_prediction
 
     base = by_id("tirer2022.mse-ufm")
     THEOREMS = [
         replace(base, id="user.tirer-k2", title="plain UFM with a K^2 threshold (wrong)",
-                claim=lambda inst: claims.tirer_mse_ufm(inst, c_factor=mp.mpf(inst.K)),
+                claim=lambda inst: ufm_prediction(inst, threshold_c(inst) * inst.K, bias=False),
                 expected=Expected("{expected}")),
     ]
 ''')

@@ -7,6 +7,8 @@ A perturbed prediction must be seen to fail.
 """
 from __future__ import annotations
 
+import dataclasses
+
 import subprocess
 import sys
 
@@ -21,6 +23,13 @@ from theory import construct as C
 from theory import objective as O
 from theory.prediction import Exact
 
+
+
+def with_layer(pred, j, values):
+    """A copy of ``pred`` with the singular values of layer j+1 replaced (predictions are immutable)."""
+    layers = list(pred.singular_values.layers)
+    layers[j] = tuple(values)
+    return pred.with_(singular_values=dataclasses.replace(pred.singular_values, layers=layers))
 
 def I(counts, d, M=1, lam_w=0.01, lam_h=0.02, **kw):
     return Instance.create(list(counts), width=d, depth=M, lam_w=lam_w, lam_h=lam_h, **kw)
@@ -120,7 +129,7 @@ def test_construction_exact_slow(name, inst, ref):
 def test_collapsed_class_is_zero_in_the_construction():
     inst = I((3, 2, 1), 3, lam_w=0.2, lam_h=0.2)
     pred = ref_mse_deep(inst)
-    assert pred.collapsed_classes == [2]
+    assert pred.collapsed_classes == (2,)
     m = C.construct(pred, inst)
     assert all(x == 0 for x in m["W"][0][2, :]) and all(x == 0 for x in m["H"][:, 5])
 
@@ -197,8 +206,8 @@ def test_perturbed_singular_value_gives_nonzero_gradient(inst, make):
 def test_perturbed_ce_margin_fails_numerically():
     inst = I((2, 2, 2), 3, M=2, loss="ce")
     pred = ref_ce(inst)
-    bad = [Exact(value=e.value * mpmath.mpf("1.01")) for e in pred.singular_values["layers"][1]]
-    pred.singular_values["layers"][1] = bad
+    bad = [Exact(value=e.value * mpmath.mpf("1.01")) for e in pred.singular_values.layers[1]]
+    pred = with_layer(pred, 1, bad)
     rep = C.verify_construction(pred, inst)
     assert not rep["gradient_zero"] and not rep["objective_equal"]
 
@@ -206,7 +215,7 @@ def test_perturbed_ce_margin_fails_numerically():
 def test_wrong_objective_value_is_detected():
     inst = I((2, 2), 2)
     pred = ref_mse_deep(inst)
-    pred.objective = ex(pred.objective.expr * sp.Rational(1001, 1000))
+    pred = pred.with_(objective=ex(pred.objective.expr * sp.Rational(1001, 1000)))
     rep = C.verify_construction(pred, inst)
     assert rep["gradient_zero"] and not rep["objective_equal"] and rep["objective_status"] == "nonzero"
 
@@ -214,7 +223,7 @@ def test_wrong_objective_value_is_detected():
 def test_wrong_bias_is_detected():
     inst = I((2, 2, 2), 3, bias=True)
     pred = ref_mse_bias(inst)
-    pred.bias = [ex(sp.Rational(1, 2))] * 3
+    pred = pred.with_(bias=[ex(sp.Rational(1, 2))] * 3)
     assert not C.verify_construction(pred, inst)["gradient_zero"]
 
 
@@ -228,7 +237,7 @@ def test_etf_lists_with_a_zero_mode_are_accepted():
 def test_etf_lists_without_zero_are_rejected():
     inst = I((2, 2), 2, bias=True)
     pred = ref_mse_bias(inst)
-    pred.singular_values["layers"][0] = pred.singular_values["layers"][0] * 2  # K nonzero values
+    pred = with_layer(pred, 0, pred.singular_values.layers[0] * 2)  # K nonzero values
     with pytest.raises(ValueError, match="rank K-1"):
         C.construct(pred, inst)
 
@@ -256,7 +265,7 @@ def test_float64_export():
 def test_construct_is_mpmath_when_no_exact_expression():
     inst = I((2, 2), 2, bias=True)
     pred = ref_mse_bias(inst)
-    pred.singular_values["layers"][0] = [Exact(value=e.value) for e in pred.singular_values["layers"][0]]
+    pred = with_layer(pred, 0, [Exact(value=e.value) for e in pred.singular_values.layers[0]])
     m = C.construct(pred, inst)
     assert m["backend"] == "mpmath" and isinstance(m["H"][0, 0], mpmath.mpf)
 

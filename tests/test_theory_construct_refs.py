@@ -22,7 +22,7 @@ import mpmath
 import sympy as sp
 
 from theory.objective import spec_of
-from theory.prediction import Exact, Prediction
+from theory.prediction import Exact, Prediction, SingularValues
 
 DPS = 40
 x = sp.Symbol("x", positive=True)
@@ -59,7 +59,7 @@ def _best_x(beta: sp.Expr, n: int, M: int, N: int, q: sp.Expr) -> sp.Expr:
 
 def _pred(family, inst, f, xs, sig, layers, norms, bias, collapsed, out=None) -> Prediction:
     return Prediction(family=family, instance=inst.as_dict(), objective=f, scalars={"x": xs},
-                      singular_values={"weights_product": sig, "layers": layers, "output": out or []},
+                      singular_values=SingularValues(sig, layers, out or []),
                       gram_targets={}, class_mean_norms=norms, bias=bias, collapsed_classes=collapsed, dps=DPS)
 
 

@@ -20,17 +20,18 @@ from hypothesis import given, settings
 from numerics import losses as NL
 from numerics import models
 from numerics.problem import Instance, InstanceError
-from proofs_checks import claims_variants as CV
+from proofs_checks.catalogue import conjectures, zhou2022, zhu2021
 from proofs_checks import verify
 from proofs_checks.catalogue import MUTANTS, load_theorems, by_id
-from proofs_checks.variants import (AGREEMENT_RTOL, BridgeError, LossVariant, _sympy_value, logsumexp,
-                                    sympy_to_torch)
-from theory import variants as TV
+from proofs_checks.variants import AGREEMENT_RTOL, BridgeError, LossVariant, logsumexp, sympy_to_torch
+from proofs_checks.variants.loss import _sympy_value
+from numerics import starts
+from theory.families import etf_margin as TV
 from theory.derive import derive
 
 ROOT = Path(__file__).resolve().parents[1]
 TUTORIAL = ROOT / "examples" / "ce_temperature.py"
-VARIANT_IDS = list(CV.variant_ids())
+VARIANT_IDS = ["zhu2021.ce-ufm", "ce-label-smoothing", "ce-focal", "zhou2022.mse-ufm-bias"]
 
 
 def _agreement(variant: LossVariant, K: int, values: dict, rng: np.random.Generator, scale: float = 3.0) -> float:
@@ -48,8 +49,8 @@ def _agreement(variant: LossVariant, K: int, values: dict, rng: np.random.Genera
 
 
 @pytest.mark.parametrize("variant, values", [
-    (CV.CE, {}), (CV.LABEL_SMOOTHING, {"delta": 0.0}), (CV.LABEL_SMOOTHING, {"delta": 0.3}),
-    (CV.FOCAL, {"gamma": 0.0}), (CV.FOCAL, {"gamma": 0.5}), (CV.FOCAL, {"gamma": 3.0}),
+    (zhu2021.CE, {}), (conjectures.LABEL_SMOOTHING, {"delta": 0.0}), (conjectures.LABEL_SMOOTHING, {"delta": 0.3}),
+    (conjectures.FOCAL, {"gamma": 0.0}), (conjectures.FOCAL, {"gamma": 0.5}), (conjectures.FOCAL, {"gamma": 3.0}),
 ])
 @pytest.mark.parametrize("K", [2, 4])
 def test_sympy_and_torch_losses_agree_on_random_logits(variant, values, K):
@@ -57,7 +58,7 @@ def test_sympy_and_torch_losses_agree_on_random_logits(variant, values, K):
 
 
 def test_registration_records_the_agreement_and_shift_invariance():
-    for v in CV.SHIPPED:
+    for v in (zhu2021.CE, conjectures.LABEL_SMOOTHING, conjectures.FOCAL):
         assert v.agreement.max_rel_error <= AGREEMENT_RTOL and v.agreement.samples > 0
         assert v.agreement.shift_invariant  # softmax-based losses
         assert v.agreement.min_value >= v.lower_bound
@@ -67,7 +68,7 @@ def test_data_term_of_a_registered_loss_is_the_mean_of_the_sympy_losses():
     inst = Instance.create(classes=3, per_class=2, width=3, loss="ce-ls:0.2")
     Z = torch.tensor(np.random.default_rng(0).normal(0, 2, size=(3, 6)), dtype=torch.float64)
     Y = models.labels(inst.counts)
-    exprs = CV.LABEL_SMOOTHING.expressions(3, {"delta": 0.2})
+    exprs = conjectures.LABEL_SMOOTHING.expressions(3, {"delta": 0.2})
     z = TV.logit_symbols(3)
     ref = np.mean([_sympy_value(exprs[int(k)], z, Z[:, i].numpy()) for i, k in enumerate(Y.argmax(0))])
     assert abs(float(models.data_term(inst, Z, Y)) - ref) <= AGREEMENT_RTOL * (1 + abs(ref))
@@ -97,9 +98,9 @@ def test_bridge_maps_max_min_and_logsumexp_explicitly():
 def test_a_wrong_torch_loss_is_rejected_at_registration():
     with pytest.raises(ValueError, match="disagree on random logits"):
         LossVariant("test-bad-torch", loss="test-bad", sympy_loss=lambda z, y, K: logsumexp(list(z)) - z[y],
-                    torch_loss=lambda Z, y, p: -torch.log_softmax(Z, 0).gather(0, y.view(1, -1)).view(-1) * 1.001)
+                    torch_loss=lambda Z, y, p: -torch.log_softmax(Z, 0).gather(0, y.view(1, -1)).view(-1) * 1.001).register()
     with pytest.raises(ValueError, match="below its declared lower_bound"):
-        LossVariant("test-bad-bound", loss="test-bound", sympy_loss=lambda z, y, K: -z[y], lower_bound=0.0)
+        LossVariant("test-bad-bound", loss="test-bound", sympy_loss=lambda z, y, K: -z[y], lower_bound=0.0).register()
 
 
 def test_loss_names_are_parsed_and_bad_parameters_name_the_condition():
@@ -157,19 +158,19 @@ def test_regularized_bias_boundary_is_exact_for_M1(lam_b_ratio, active):
     lam_star = sp.simplify(c / (1 - c))
     inst = Instance.create(classes=K, per_class=n, width=K, lam_w=0.01, lam_h=0.01, bias=True,
                            lam_b=float(lam_star) * lam_b_ratio)
-    p = derive("zhou2022.mse-ufm-bias", inst)
+    p = derive("mse-bias-regularized", inst)
     bd = [b for b in p.phase_boundaries if b.parameter.startswith("lambda_b")][0]
     assert sp.simplify(bd.value.expr - lam_star) == 0
-    assert (p.singular_values["weights_product"][-1].value > 0) is active
-    assert (p.gram_targets["WWT"]["kind"] == "general") is active
-    assert CV.zhou_mean_mode_active(inst) is active
+    assert (p.singular_values.weights_product[-1].value > 0) is active
+    assert (p.gram_targets["WWT"].kind == "general") is active
+    assert zhou2022.zhou_mean_mode_active(inst) is active
 
 
 def test_regularized_bias_derivation_matches_a_direct_minimization():
     """For M = 1 the problem in (Z, b) is convex: scipy-free check by a long L-BFGS run in float64."""
     inst = Instance.create(classes=2, per_class=3, width=2, lam_w=0.02, lam_h=0.03, bias=True, lam_b=2.0)
-    p = derive("zhou2022.mse-ufm-bias", inst)
-    res = verify.multistart(inst, solver="lbfgs", starts=3, seed=0, device="cpu")
+    p = derive("mse-bias-regularized", inst)
+    res = starts.multistart(inst, solver="lbfgs", starts=3, seed=0, device="cpu")
     assert abs(res.best.objective - float(p.objective.value)) < 1e-12
 
 
@@ -218,7 +219,7 @@ def test_losses_registry_imports_neither_torch_nor_sympy():
 
 
 def test_theory_variants_does_not_import_torch_or_numerics():
-    code = ("import sys, theory.variants, theory.derive; "
+    code = ("import sys, theory.families.etf_margin, theory.derive; "
             "assert 'torch' not in sys.modules; assert not any(m.startswith('numerics') for m in sys.modules)")
     subprocess.run([sys.executable, "-c", code], check=True, cwd=ROOT)
 

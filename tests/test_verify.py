@@ -11,7 +11,8 @@ from hypothesis import strategies as st
 
 from numerics.problem import Instance, InstanceError
 from proofs_checks import verify
-from proofs_checks.catalogue import MUTANTS, THEOREMS, by_id, dang_root_rule_fails
+from proofs_checks.catalogue import MUTANTS, THEOREMS, by_id
+from proofs_checks.catalogue.dang2023 import dang_root_rule_fails
 from proofs_checks.cli import main
 from proofs_checks.search import Budget, search_theorem
 

@@ -34,6 +34,7 @@ import mpmath
 import numpy as np
 import sympy as sp
 
+from theory.errors import TheoryInputError
 from theory.foc import SympyOps, matrix_gradients, objective_value
 from theory.objective import Spec, labels, spec_of
 
@@ -90,6 +91,12 @@ class _NoExact(Exception):
     pass
 
 
+class NotConstructible(TheoryInputError):
+    """The prediction does not determine an explicit point for this instance (scales left free, a layout the
+    construction does not cover, sizes that do not match); the message says which. Any other exception
+    raised while constructing is a bug."""
+
+
 def _mpf(v: Any, dps: int) -> mpmath.mpf:
     if isinstance(v, sp.Basic):
         if isinstance(v, sp.Rational):
@@ -111,18 +118,18 @@ def _per_mode(values: Sequence[Any], K: int, layout: str, what: str) -> list[Any
     values = list(values)
     if layout == "class":
         if len(values) != K:
-            raise ValueError(f"{what}: expected one value per class (K = {K}), got {len(values)}")
+            raise NotConstructible(f"{what}: expected one value per class (K = {K}), got {len(values)}")
         return values
     if len(values) == K - 1:
         return values
     if len(values) == K:
         zeros = [i for i, v in enumerate(values) if _is_zero_value(v)]
         if not zeros:
-            raise ValueError(f"{what}: the simplex-ETF geometry has rank K-1, but the prediction lists K = {K} "
+            raise NotConstructible(f"{what}: the simplex-ETF geometry has rank K-1, but the prediction lists K = {K} "
                              "nonzero values (expected one zero, the 1_K direction)")
         drop = zeros[-1]
         return [v for i, v in enumerate(values) if i != drop]
-    raise ValueError(f"{what}: expected K-1 = {K - 1} (or K with one zero) values, got {len(values)}")
+    raise NotConstructible(f"{what}: expected K-1 = {K - 1} (or K with one zero) values, got {len(values)}")
 
 
 # ----------------------------------------------------------------------------------------------
@@ -162,11 +169,11 @@ def construct(pred: Any, inst: Any, exact: bool = True, features: str = "predict
     spec = spec_of(inst)
     K, d = spec.K, spec.width
     if d < K:
-        raise ValueError(f"the aligned construction needs width d >= K, got d = {d} < K = {K}")
+        raise NotConstructible(f"the aligned construction needs width d >= K, got d = {d} < K = {K}")
     if features not in ("prediction", "balanced", "argmin"):
         raise ValueError(f"features must be 'prediction', 'balanced' or 'argmin', got {features!r}")
     if features == "argmin" and spec.loss != "mse":
-        raise ValueError("features='argmin' (H = (W^T W + N lambda_H I)^{-1} W^T (Y - b 1^T)) needs the MSE loss")
+        raise NotConstructible("features='argmin' (H = (W^T W + N lambda_H I)^{-1} W^T (Y - b 1^T)) needs the MSE loss")
     dps = int(getattr(pred, "dps", 40) or 40)
     if exact:
         try:
@@ -181,15 +188,17 @@ def _construct(pred: Any, spec: Spec, kit: _Kit, features: str) -> dict[str, Any
     K, d, M = spec.K, spec.width, spec.depth
     layout = layout_of(pred, spec)
     if layout == "etf" and spec.activation == "relu":
-        raise NotImplementedError("the ReLU construction needs non-negative features with disjoint supports; "
+        raise NotConstructible("the ReLU construction needs non-negative features with disjoint supports; "
                                   "the simplex-ETF layout (bias or CE) does not provide them")
     if layout == "etf" and not len(set(spec.counts)) == 1:
-        raise ValueError(f"the simplex-ETF layout needs balanced classes, got counts {list(spec.counts)}")
+        raise NotConstructible(f"the simplex-ETF layout needs balanced classes, got counts {list(spec.counts)}")
     U = sp.eye(K) if layout == "class" else helmert_basis(K)[:, : K - 1]
     m = U.cols
-    layers = pred.singular_values["layers"]
+    layers = pred.singular_values.layers
+    if layers is None:
+        raise NotConstructible("the prediction states no singular values of the layers W_j (their scales are left free)")
     if len(layers) != M:
-        raise ValueError(f"the prediction has {len(layers)} layers of singular values, the instance depth M = {M}")
+        raise NotConstructible(f"the prediction has {len(layers)} layers of singular values, the instance depth M = {M}")
     s = [[_value(v, kit.exact, kit.dps) for v in _per_mode(layers[j], K, layout, f"layer {j + 1} singular values")]
          for j in range(M)]
     lam_w = [kit.num(v) for v in spec.lam_w]
@@ -214,7 +223,7 @@ def _construct(pred: Any, spec: Spec, kit: _Kit, features: str) -> dict[str, Any
     b = None
     if spec.bias:
         if pred.bias is None:
-            raise ValueError("the instance has a bias but the prediction gives none")
+            raise NotConstructible("the instance has a bias but the prediction gives none")
         b = kit.zeros(K, 1)
         for k, v in enumerate(pred.bias):
             b[k, 0] = _value(v, kit.exact, kit.dps)
@@ -223,7 +232,7 @@ def _construct(pred: Any, spec: Spec, kit: _Kit, features: str) -> dict[str, Any
     # a prediction may state no class-mean norms (then only features="balanced"/"argmin" can build H)
     t_pred = _t_from_norms(pred, spec, layout, kit, m) if pred.class_mean_norms is not None else None
     if features == "prediction" and t_pred is None:
-        raise ValueError("the prediction states no class-mean norms: use features='balanced' or 'argmin'")
+        raise NotConstructible("the prediction states no class-mean norms: use features='balanced' or 'argmin'")
     t_bal = [s[0][i] * kit.sqrt(lam_w[0] / (n_mode[i] * lam_h)) for i in range(m)]
     H = None
     if features == "prediction":
@@ -250,7 +259,7 @@ def _construct(pred: Any, spec: Spec, kit: _Kit, features: str) -> dict[str, Any
 def _t_from_norms(pred: Any, spec: Spec, layout: str, kit: _Kit, m: int) -> list[Any]:
     norms = [_value(v, kit.exact, kit.dps) for v in pred.class_mean_norms]
     if len(norms) != spec.K:
-        raise ValueError(f"class_mean_norms: expected K = {spec.K} values, got {len(norms)}")
+        raise NotConstructible(f"class_mean_norms: expected K = {spec.K} values, got {len(norms)}")
     if layout == "class":
         return norms
     if m == 0:
@@ -281,7 +290,7 @@ def _product(Ws: Sequence[Any]) -> Any:
 def _argmin_H(spec: Spec, Ws: Sequence[Any], b: Any, kit: _Kit) -> Any:
     """H = (W^T W + N lambda_H I)^{-1} W^T (Y - b 1^T) with W = W_M...W_1 (MSE, linear activations)."""
     if spec.activation == "relu":
-        raise ValueError("features='argmin' uses the linear model; not available with ReLU")
+        raise NotConstructible("features='argmin' uses the linear model; not available with ReLU")
     W = _product(Ws)
     N, d = spec.N, spec.width
     Y = labels(spec.counts)
@@ -308,7 +317,7 @@ def _consistency(pred: Any, spec: Spec, out: dict[str, Any], s: list[list[Any]],
         res: dict[str, Any] = {}
         layout = out["layout"]
         K, m = spec.K, out["modes"]
-        wp = pred.singular_values.get("weights_product")
+        wp = pred.singular_values.weights_product
         if wp is not None:
             try:
                 sig = [f(_value(v, False, dps)) for v in _per_mode(wp, K, layout, "weights_product")]

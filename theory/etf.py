@@ -13,7 +13,7 @@ import mpmath
 import sympy as sp
 
 from . import reduced as R
-from .prediction import Exact
+from .prediction import Exact, GramTarget
 from .solve import to_mpf
 
 
@@ -60,11 +60,11 @@ def etf_minimizer(inst: Any, a_ex: Exact, L_e: sp.Expr, dps: int) -> dict[str, A
         "p_true": E(lambda: sp.exp(a_expr) / (sp.exp(a_expr) + K - 1), p_v,
                     "true-class softmax probability e^a/(e^a + K - 1)"),
         "gram": {
-            "WWT": {"kind": kind, "scale": sw, "diag": [E(lambda: sw.expr * P_d, sw.value * P_d)] * K,
-                    "description": "W W^T = sigma^2 (I - 1 1^T/K)"},
-            "HbarTHbar": {"kind": kind, "scale": sh, "diag": [E(lambda: sh.expr * P_d, sh.value * P_d)] * K,
-                          "description": "Hbar^T Hbar = (eta^2 / n)(I - 1 1^T/K); the class means sum to 0"},
-            "WHbar": {"kind": kind, "scale": a_ex, "description": "W hbar_k = a (e_k - 1/K 1): the logits"},
+            "WWT": GramTarget(kind, [E(lambda: sw.expr * P_d, sw.value * P_d)] * K, scale=sw,
+                              description="W W^T = sigma^2 (I - 1 1^T/K)"),
+            "HbarTHbar": GramTarget(kind, [E(lambda: sh.expr * P_d, sh.value * P_d)] * K, scale=sh,
+                                    description="Hbar^T Hbar = (eta^2 / n)(I - 1 1^T/K); the class means sum to 0"),
+            "WHbar": GramTarget(kind, scale=a_ex, description="W hbar_k = a (e_k - 1/K 1): the logits"),
         },
         "collapsed": list(range(K)) if a_v == 0 else [],
     }

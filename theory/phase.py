@@ -223,3 +223,8 @@ def ce_phase_boundaries(Kc: int, M: int, n_exact: sp.Integer, L_pow: sp.Rational
                                  Exact(+lam_val, lam_expr, "lambda_H* = ell_c^(M+1) / (n prod_j lambda_Wj)"),
                                  kind, what.replace("ell", "lambda_H"), (), to_mpf(lam_h, dps)))
     return out
+
+
+def lam_h_values(boundaries: Sequence[PhaseBoundary]) -> list[float]:
+    """The lambda_H thresholds among ``boundaries`` (those stated as "lambda_H (other parameters fixed)")."""
+    return sorted({float(b.value.value) for b in boundaries if b.parameter.startswith("lambda_H")})

@@ -1,25 +1,44 @@
-"""The structured result of a derivation: what the theory engine says the global minimizer is.
+"""The structured result of a derivation (or a claim): what the global minimizer is said to be.
 
-Every numeric value is an ``mpmath.mpf`` computed at ``Prediction.dps`` digits from an exact SymPy
-expression (``Exact.expr``) whenever one exists. Lists indexed by class follow the class order of
-the instance (class k is index k-1). This is the contract between ``theory`` and its users
-(``proofs_checks``); it never contains torch objects.
+Immutable and typed: a ``Prediction`` is built once (lists become tuples, dicts read-only mappings) and
+changed only by ``with_(...)``, which returns a new one. Every numeric value is an ``Exact``: an mpmath
+number computed at ``Prediction.dps`` digits, with the exact SymPy expression when one exists. Sequences
+indexed by class follow the instance's class order (class k is index k-1). This is the contract between
+``theory`` and its users; it never holds torch objects, and importing it does not import SymPy.
 """
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass, field
-from typing import Any
+from types import MappingProxyType
+from typing import TYPE_CHECKING, Any, Iterable, Mapping
 
 import mpmath
-import sympy as sp
+
+if TYPE_CHECKING:  # pragma: no cover
+    import sympy as sp
+
+GEOMETRIES = ("OF", "GOF", "ETF", "zero", "general")
+
+
+def _tuple(xs: Iterable | None) -> tuple | None:
+    return None if xs is None else tuple(xs)
+
+
+def _frozen_map(m: Mapping | None) -> Mapping:
+    return MappingProxyType(dict(m or {}))
+
+
+def _set(obj: Any, name: str, value: Any) -> None:
+    object.__setattr__(obj, name, value)
 
 
 @dataclass(frozen=True)
 class Exact:
-    """A derived quantity: an exact SymPy expression (or None if only numeric) and its value."""
+    """A derived quantity: its value, and the exact SymPy expression (None when only numeric)."""
 
     value: mpmath.mpf
-    expr: sp.Expr | None = None
+    expr: "sp.Expr | None" = None
     note: str = ""  # e.g. "CRootOf(...)", "mpmath.findroot in bracket [a, b]"
 
     def __float__(self) -> float:
@@ -28,17 +47,24 @@ class Exact:
     def to_json(self) -> dict[str, Any]:
         out: dict[str, Any] = {"value": float(self.value), "digits": mpmath.nstr(self.value, 30)}
         if self.expr is not None:
+            import sympy as sp
+
             out["exact"] = sp.sstr(self.expr)
         if self.note:
             out["note"] = self.note
         return out
 
 
+def exact(v: Any) -> Exact:
+    """A value without an exact expression (claims computed in mpmath)."""
+    return Exact(mpmath.mpf(v))
+
+
 @dataclass(frozen=True)
 class PhaseBoundary:
     """Where the global minimizer changes branch (or where a stationary branch appears).
 
-    parameter: the swept quantity, e.g. "n_k / b" or "c = K sqrt(n lambda_H lambda_W)".
+    parameter: the swept quantity, e.g. "n_k / b" or "lambda_H (other parameters fixed)".
     kind: "global" (the global minimizer switches branch) or "existence" (a non-global stationary
     branch appears / disappears).
     """
@@ -68,45 +94,127 @@ class Candidate:
     selected: bool = False
 
 
-@dataclass
-class Prediction:
-    """The theory engine's global minimizer of one instance's objective.
+@dataclass(frozen=True)
+class SingularValues:
+    """Singular values indexed like the classes (or modes), not sorted; None = not stated.
 
-    family: objective family id ("mse-deep", "mse-deep-bias", "ce-deep-etf", "extended-linear").
-    objective: the minimal value f* of the full objective (with the instance's normalizations).
-    scalars: per class (or per mode) scalars of the reduced problem, e.g. {"x": [...]} for MSE.
-    singular_values: {"weights_product": [...], "layers": [[...] per layer j = 1..M], "output": [...]}
-      -- the nonzero-or-zero singular values indexed like the classes (modes), not sorted.
-    gram_targets: {"WWT": {"kind": "OF"|"ETF"|"GOF"|"zero", "diag": [...]},
-                   "HbarTHbar": {...}} as the derivation gives them.
-    class_mean_norms: ||hbar_k|| for every class (for the features H entering W_1).
-    bias: the optimal bias vector (or None without a bias).
-    collapsed_classes: 0-based indices k whose class mean and row of W are 0 at the minimizer.
-    undetermined: quantities the theory leaves free (rotations, pre-activation geometry, ...).
-    phase_boundaries / candidates: see the dataclasses above.
-    reduced_problem / stationary_equation: SymPy objects (for printing and golden files).
+    weights_product: of W = W_M...W_1; layers: one tuple per layer W_j, j = 1..M; output: of W H (the
+    logits / outputs); features: of H.
+    """
+
+    weights_product: tuple[Exact, ...] | None = None
+    layers: tuple[tuple[Exact, ...], ...] | None = None
+    output: tuple[Exact, ...] | None = None
+    features: tuple[Exact, ...] | None = None
+
+    def __post_init__(self) -> None:
+        for name in ("weights_product", "output", "features"):
+            _set(self, name, _tuple(getattr(self, name)))
+        if self.layers is not None:
+            _set(self, "layers", tuple(tuple(r) for r in self.layers))
+
+
+@dataclass(frozen=True)
+class GramTarget:
+    """A Gram matrix as the derivation or the claim states it.
+
+    kind: "OF" (diagonal, equal entries), "GOF" (diagonal), "ETF" (scale (I - 11^T/K)), "zero", or
+      "general" (then ``matrix`` holds it); diag: the diagonal entries per class (None = the scale is not
+      stated: only the shape is claimed); scale: the ETF / OF scale when given; matrix: the full K x K
+      matrix (mpmath numbers) when it is not diagonal; centered: class means centered by their mean.
+    """
+
+    kind: str
+    diag: tuple[Exact, ...] | None = None
+    scale: Exact | None = None
+    matrix: tuple[tuple[mpmath.mpf, ...], ...] | None = None
+    description: str = ""
+    centered: bool = False
+
+    def __post_init__(self) -> None:
+        _set(self, "diag", _tuple(self.diag))
+        if self.matrix is not None:
+            _set(self, "matrix", tuple(tuple(r) for r in self.matrix))
+
+    def with_(self, **changes: Any) -> "GramTarget":
+        return dataclasses.replace(self, **changes)
+
+    def to_json(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"kind": self.kind}
+        if self.scale is not None:
+            out["scale"] = self.scale
+        if self.diag is not None:
+            out["diag"] = list(self.diag)
+        if self.matrix is not None:
+            out["matrix"] = [list(r) for r in self.matrix]
+        if self.centered:
+            out["centered"] = True
+        if self.description:
+            out["description"] = self.description
+        return out
+
+
+# Gram matrices a prediction can state (keys of ``Prediction.gram_targets``)
+GRAM_NAMES = {"WWT": "W W^T", "HbarTHbar": "Hbar^T Hbar", "WHbar": "W Hbar", "H2barTH2bar": "H2bar^T H2bar"}
+
+
+@dataclass(frozen=True)
+class Prediction:
+    """The global minimizer of one instance's objective, as derived or as claimed.
+
+    family: the objective family id ("mse-deep", "mse-deep-bias", "ce-deep-etf", "extended-linear", or a
+      registered family); instance: the instance's parameters (read-only mapping).
+    objective: the minimal value f* of the full objective (with the instance's normalizations), or None.
+    scalars: per class (or per mode) scalars of the reduced problem, e.g. {"x": (...)} for MSE.
+    singular_values: ``SingularValues``; gram_targets: name ("WWT", "HbarTHbar", ...) -> ``GramTarget``.
+    class_mean_norms: ||hbar_k|| per class; bias: the optimal bias (None without a bias or unstated);
+    collapsed_classes: 0-based k whose class mean and row of W are 0 (None = not stated).
+    undetermined: what the statement leaves free (rotations, pre-activation geometry, ...);
+    free_fields: fields given only to build the claimed point, never compared ("layers",
+      "class_mean_norms"); phase_boundaries / candidates: see the dataclasses above;
+    reduced_problem / stationary_equation / derivation: SymPy objects for printing and golden files.
+    requested_id: the id the user asked for when it differs from the family (a theorem id).
     """
 
     family: str
-    instance: dict[str, Any]
-    objective: Exact
-    scalars: dict[str, list[Exact]]
-    singular_values: dict[str, Any]
-    gram_targets: dict[str, Any]
-    class_mean_norms: list[Exact]
-    bias: list[Exact] | None
-    collapsed_classes: list[int]
-    undetermined: list[str] = field(default_factory=list)
-    phase_boundaries: list[PhaseBoundary] = field(default_factory=list)
-    candidates: dict[str, list[Candidate]] = field(default_factory=dict)
+    instance: Mapping[str, Any]
+    objective: Exact | None
+    scalars: Mapping[str, tuple[Exact, ...]] = field(default_factory=dict)
+    singular_values: SingularValues = field(default_factory=SingularValues)
+    gram_targets: Mapping[str, GramTarget] = field(default_factory=dict)
+    class_mean_norms: tuple[Exact, ...] | None = None
+    bias: tuple[Exact, ...] | None = None
+    collapsed_classes: tuple[int, ...] | None = None
+    undetermined: tuple[str, ...] = ()
+    free_fields: tuple[str, ...] = ()
+    phase_boundaries: tuple[PhaseBoundary, ...] = ()
+    candidates: Mapping[str, tuple[Candidate, ...]] = field(default_factory=dict)
     reduced_problem: Any = None
     stationary_equation: Any = None
-    notes: list[str] = field(default_factory=list)
+    notes: tuple[str, ...] = ()
     dps: int = 40
-    # added by the theory engine (issue 3): the id that was asked for (theorem id or family id), and the
-    # symbolic derivation steps (name -> SymPy object or text) that ``theory.render`` prints.
     requested_id: str | None = None
-    derivation: dict[str, Any] = field(default_factory=dict)
+    derivation: Mapping[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.singular_values, SingularValues):
+            raise TypeError("singular_values must be a SingularValues record")
+        bad = [k for k, v in dict(self.gram_targets or {}).items() if not isinstance(v, GramTarget)]
+        if bad:
+            raise TypeError(f"gram_targets {bad} must be GramTarget records")
+        _set(self, "instance", _frozen_map(self.instance))
+        _set(self, "scalars", _frozen_map({k: tuple(v) for k, v in dict(self.scalars or {}).items()}))
+        _set(self, "gram_targets", _frozen_map(self.gram_targets))
+        _set(self, "candidates", _frozen_map({k: tuple(v) for k, v in dict(self.candidates or {}).items()}))
+        _set(self, "derivation", _frozen_map(self.derivation))
+        for name in ("class_mean_norms", "bias", "collapsed_classes"):
+            _set(self, name, _tuple(getattr(self, name)))
+        for name in ("undetermined", "free_fields", "phase_boundaries", "notes"):
+            _set(self, name, tuple(getattr(self, name) or ()))
+
+    def with_(self, **changes: Any) -> "Prediction":
+        """A copy with some fields replaced (the only way to "change" a prediction)."""
+        return dataclasses.replace(self, **changes)
 
     def scalar_values(self, name: str) -> list[float]:
         """Float values of one per-class/per-mode scalar (convenience for tests and reports)."""

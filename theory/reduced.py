@@ -28,6 +28,8 @@ from typing import Any, Sequence
 import mpmath
 import sympy as sp
 
+from theory.numbers import exact_number  # noqa: F401  (re-exported: the one exact-number rule)
+
 # ---------------------------------------------------------------------------------------------
 # symbols
 z = sp.Symbol("z", positive=True)
@@ -51,16 +53,6 @@ J = sp.Symbol("J", commutative=True)  # stands for the all-ones matrix 1 1^T, wi
 def lam_W(j: int) -> sp.Symbol:
     """lambda_{W_j} as a positive symbol (j = 1..M)."""
     return sp.Symbol(f"lambda_W{j}", positive=True)
-
-
-def exact_number(value: Any) -> sp.Rational:
-    """An instance parameter as an exact rational: floats are read as their shortest decimal repr
-    (so 1e-3 becomes 1/1000, which is what a user typing 1e-3 means)."""
-    if isinstance(value, sp.Basic):
-        return sp.nsimplify(value, rational=True)
-    if isinstance(value, int):
-        return sp.Integer(value)
-    return sp.Rational(repr(float(value)))
 
 
 # ---------------------------------------------------------------------------------------------

@@ -8,7 +8,7 @@ class_mean_norms, bias, undetermined, candidates, notes, derivation, dps.
 """
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Mapping
 
 import mpmath
 import sympy as sp
@@ -100,16 +100,16 @@ def to_text(pred: Prediction) -> str:
     for name, vals in pred.scalars.items():
         lines.append(f"  {name}: {_list(vals)}")
     sv = pred.singular_values
-    lines.append(f"  singular values of W = W_M...W_1: {_list(sv.get('weights_product'))}")
-    for j, layer in enumerate(sv.get("layers") or [], start=1):
+    lines.append(f"  singular values of W = W_M...W_1: {_list(sv.weights_product)}")
+    for j, layer in enumerate(sv.layers or [], start=1):
         lines.append(f"  singular values of W_{j}: {_list(layer)}")
-    lines.append(f"  singular values of the output W H: {_list(sv.get('output'))}")
-    if sv.get("features") is not None:
-        lines.append(f"  singular values of H: {_list(sv.get('features'))}")
+    lines.append(f"  singular values of the output W H: {_list(sv.output)}")
+    if sv.features is not None:
+        lines.append(f"  singular values of H: {_list(sv.features)}")
     for key, g in pred.gram_targets.items():
-        extra = f", scale {_num(g['scale'], 15)}" if "scale" in g else ""
-        diag = f", diag {_list(g['diag'])}" if g.get("diag") is not None else ""
-        lines.append(f"  {key}: {g.get('kind')}{extra}{diag}  -- {g.get('description', '')}")
+        extra = f", scale {_num(g.scale, 15)}" if g.scale is not None else ""
+        diag = f", diag {_list(g.diag)}" if g.diag is not None else ""
+        lines.append(f"  {key}: {g.kind}{extra}{diag}  -- {g.description}")
     lines.append(f"  class-mean norms ||hbar_k||: {_list(pred.class_mean_norms)}")
     lines.append(f"  bias: {_list(pred.bias)}")
     lines.append(f"  collapsed classes (0-based): {pred.collapsed_classes}")
@@ -171,7 +171,7 @@ def _jsonable(x: Any) -> Any:
         return float(x)
     if isinstance(x, sp.Basic):
         return sp.sstr(x)
-    if isinstance(x, dict):
+    if isinstance(x, Mapping):
         return {str(k): _jsonable(v) for k, v in x.items()}
     if isinstance(x, (list, tuple)):
         return [_jsonable(v) for v in x]
@@ -189,14 +189,14 @@ def to_json(pred: Prediction) -> dict[str, Any]:
         "instance": _jsonable(pred.instance),
         "dps": pred.dps,
         "objective": pred.objective.to_json(),
-        "singular_values": {"weights_product": _jsonable(sv.get("weights_product")),
-                            "layers": _jsonable(sv.get("layers")),
-                            "output": _jsonable(sv.get("output")),
-                            "features": _jsonable(sv.get("features"))},
-        "collapsed_classes": list(pred.collapsed_classes),
+        "singular_values": {"weights_product": _jsonable(sv.weights_product),
+                            "layers": _jsonable(sv.layers),
+                            "output": _jsonable(sv.output),
+                            "features": _jsonable(sv.features)},
+        "collapsed_classes": None if pred.collapsed_classes is None else list(pred.collapsed_classes),
         "phase_boundaries": [b.to_json() for b in pred.phase_boundaries],
         "scalars": _jsonable(pred.scalars),
-        "gram_targets": _jsonable(pred.gram_targets),
+        "gram_targets": {k: _jsonable(g.to_json()) for k, g in pred.gram_targets.items()},
         "class_mean_norms": _jsonable(pred.class_mean_norms),
         "bias": _jsonable(pred.bias),
         "undetermined": list(pred.undetermined),

@@ -13,7 +13,7 @@ from typing import Iterable
 import numpy as np
 
 from numerics.problem import Instance
-from proofs_checks.lemma_checks.core import (EPS, SAFETY, Ctx, Outcome, Property, Trial, descend_lbfgs, run_property,
+from proofs_checks.lemmas.core import (EPS, SAFETY, Ctx, Outcome, Property, Trial, descend_lbfgs, run_property,
                                              skipped, symbolic_outcome)
 
 
@@ -83,7 +83,7 @@ def solver_points(inst: Instance, ctx: Ctx, tag: str = "") -> list[dict]:
     """End points of seeded multi-start L-BFGS (``proofs_checks.verify.multistart``: inits N(0, 0.1^2),
     N(0, 1) and balanced-energy, seeds seed + i, ``ctx.budget.solver_starts`` starts) as numpy dicts
     with the run's summary; ``tag`` names the calling check (kept for symmetry with ``Ctx.rng``)."""
-    from proofs_checks.verify import multistart
+    from numerics.starts import multistart
 
     res = multistart(inst, solver="lbfgs", starts=ctx.budget.solver_starts, seed=ctx.seed)
     pts = []

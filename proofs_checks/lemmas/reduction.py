@@ -16,7 +16,7 @@ import numpy as np
 
 from numerics.problem import Instance
 from proofs_checks import tolerances as tl
-from proofs_checks.lemma_checks.core import (EPS, SAFETY, Ctx, Outcome, Property, Trial, run_property, skipped,
+from proofs_checks.lemmas.core import (EPS, SAFETY, Ctx, Outcome, Property, Trial, run_property, skipped,
                                              symbolic_outcome)
 
 DPS = 40
@@ -105,7 +105,7 @@ def _describe(s: tuple) -> str:
 def _objective(inst: Instance, point: dict) -> tuple[float, float, str]:
     """f at a float64 point, and twice its evaluation tolerance (``tolerances.evaluation``)."""
     from numerics import models
-    from proofs_checks.verify import _objective_scale
+    from numerics.diagnostics import objective_scale as _objective_scale
 
     params = models.Params.from_numpy(point)
     f = float(models.objective(inst, params).detach())
@@ -227,7 +227,7 @@ def check_reduction(key: str, ctx: Ctx) -> list[Outcome]:
     gaps: list[float] = []
 
     def solver_t(size) -> Iterable[Trial]:
-        from proofs_checks.verify import multistart
+        from numerics.starts import multistart
 
         for inst in by_size[size]:
             fs = fstar(inst)

@@ -12,6 +12,9 @@ from __future__ import annotations
 
 import argparse
 
+from proofs_checks.cli.output import print_json
+from proofs_checks.errors import UsageError
+
 
 def add_parser(sub) -> None:
     """Register the ``lemmas`` subcommand on an argparse subparsers object."""
@@ -28,11 +31,10 @@ def cmd_lemmas(args: argparse.Namespace) -> int:
     from rich.console import Console
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-    from numerics.problem import InstanceError
     from proofs_checks.lemmas import run_lemmas, select
 
     if args.seed < 0:
-        raise InstanceError(f"--seed must be >= 0, got {args.seed}")
+        raise UsageError(f"--seed must be >= 0, got {args.seed}")
     only = args.only.split(",") if args.only else None
     n = len(select(only, include_wrong=not args.no_wrong))
     err = Console(stderr=True)
@@ -42,8 +44,6 @@ def cmd_lemmas(args: argparse.Namespace) -> int:
         data = run_lemmas(args.budget, args.seed, only=only, include_wrong=not args.no_wrong,
                           progress=lambda msg, i, total: progress.update(task, completed=i, description=msg[:60]))
     if args.json:
-        from proofs_checks.cli import print_json
-
         print_json(data)
     else:
         print_lemmas(data)

@@ -1,60 +1,13 @@
-"""The ``ncverify`` command line.
-
-Subcommands:
-  solve   -- numeric minimizers of one instance's full objective and their NC measurements;
-  derive  -- the theory engine's exact derivation for a family or theorem id;
-  list    -- the theorem catalogue;
-  check   -- the verdict of one theorem on one instance;
-  run     -- verify the whole catalogue (and the seeded mutants) and write the report.
-  lemmas  -- check the proof steps (lemmas) behind the theorems, and the seeded wrong lemmas.
-
-Bad input gives one line ``ncverify: error: <violated condition>`` on stderr and exit code 2.
-Set NCVERIFY_DEBUG=1 to see tracebacks instead.
-"""
+"""The ``ncverify`` subcommands solve, derive, list, check and run (lemmas: ``cli.lemmas``)."""
 from __future__ import annotations
 
 import argparse
-import json
 import math
-import os
-import sys
-from typing import Any, Sequence
+from typing import Any
 
-from numerics.problem import InstanceError
-from proofs_checks.instance_args import add_instance_args, instance_from_args
-
-
-class UsageError(Exception):
-    """A command-line usage error (exit code 2, one line)."""
-
-
-class _Parser(argparse.ArgumentParser):
-    """argparse with one-line errors (no usage dump) so every bad input looks the same."""
-
-    def error(self, message: str) -> None:  # type: ignore[override]
-        raise UsageError(f"{message} (see `{self.prog} --help`)")
-
-
-def _json_default(o: Any) -> Any:
-    try:
-        return float(o)
-    except (TypeError, ValueError):
-        return str(o)
-
-
-def _finite_or_none(x: Any) -> Any:
-    """JSON cannot hold NaN/inf: map them to None recursively."""
-    if isinstance(x, float) and not math.isfinite(x):
-        return None
-    if isinstance(x, dict):
-        return {k: _finite_or_none(v) for k, v in x.items()}
-    if isinstance(x, (list, tuple)):
-        return [_finite_or_none(v) for v in x]
-    return x
-
-
-def print_json(data: Any) -> None:
-    print(json.dumps(_finite_or_none(data), indent=2, default=_json_default))
+from proofs_checks.cli.args import instance_from_args
+from proofs_checks.cli.output import fmt, print_json
+from proofs_checks.errors import UnknownIdError, UsageError
 
 
 # ---------------------------------------------------------------------------------------------
@@ -75,17 +28,17 @@ def _add_solver_args(p: argparse.ArgumentParser) -> None:
 
 def _check_solver_args(args: argparse.Namespace) -> None:
     if args.starts < 1:
-        raise InstanceError(f"--starts must be >= 1, got {args.starts}")
+        raise UsageError(f"--starts must be >= 1, got {args.starts}")
     if args.max_iter is not None and args.max_iter < 1:
-        raise InstanceError(f"--max-iter must be >= 1, got {args.max_iter}")
+        raise UsageError(f"--max-iter must be >= 1, got {args.max_iter}")
     for name in ("lr", "init_std"):
         v = getattr(args, name)
         if not (math.isfinite(v) and v > 0):
-            raise InstanceError(f"--{name.replace('_', '-')} must be a finite number > 0, got {v}")
+            raise UsageError(f"--{name.replace('_', '-')} must be a finite number > 0, got {v}")
     if not (math.isfinite(args.momentum) and 0 <= args.momentum < 1):
-        raise InstanceError(f"--momentum must be in [0, 1), got {args.momentum}")
+        raise UsageError(f"--momentum must be in [0, 1), got {args.momentum}")
     if args.grad_tol is not None and not (math.isfinite(args.grad_tol) and args.grad_tol > 0):
-        raise InstanceError(f"--grad-tol must be a finite number > 0, got {args.grad_tol}")
+        raise UsageError(f"--grad-tol must be a finite number > 0, got {args.grad_tol}")
 
 
 def run_solve(inst, args: argparse.Namespace, console) -> dict:
@@ -142,16 +95,6 @@ def _geometry_check(inst, params, geometry: str) -> dict:
     return {"target": target, "nc2_WWT": metrics.nc2(W @ W.T, target), "nc2_HbarTHbar": metrics.nc2(Hbar.T @ Hbar, target)}
 
 
-def _fmt(v: Any, digits: int = 6) -> str:
-    if v is None:
-        return "-"
-    if isinstance(v, float):
-        return f"{v:.{digits}g}"
-    if isinstance(v, (list, tuple)):
-        return "[" + ", ".join(_fmt(x, digits) for x in v) + "]"
-    return str(v)
-
-
 def print_solve(out: dict, console) -> None:
     from rich.table import Table
 
@@ -164,31 +107,31 @@ def print_solve(out: dict, console) -> None:
         runs.add_column(col)
     for r in out["runs"]:
         runs.add_row(str(r["start"]), r["stop_reason"], str(r["iterations"]), str(r["grad_evals"]),
-                     _fmt(r["objective"], 15), _fmt(r["grad_norm"], 3), _fmt(r["seconds"], 3))
+                     fmt(r["objective"], 15), fmt(r["grad_norm"], 3), fmt(r["seconds"], 3))
     console.print(runs)
     console.print(f"[bold]Best[/bold] (start {out['best_start']}): objective = {out['objective']:.15g}  "
-                  f"stop = {out['stop_reason']}  |grad| = {_fmt(out['grad_norm'], 3)}")
+                  f"stop = {out['stop_reason']}  |grad| = {fmt(out['grad_norm'], 3)}")
     parts = out.get("objective_parts", {})
     if parts:
-        console.print("  parts: " + ", ".join(f"{k} = {_fmt(v, 10)}" for k, v in parts.items()))
+        console.print("  parts: " + ", ".join(f"{k} = {fmt(v, 10)}" for k, v in parts.items()))
     sv = out["singular_values"]
     t = Table(title="Singular values")
     t.add_column("matrix")
     t.add_column("singular values")
-    t.add_row("W = W_M...W_1", _fmt(sv["weights_product"]))
+    t.add_row("W = W_M...W_1", fmt(sv["weights_product"]))
     for j, s in enumerate(sv["layers"], start=1):
-        t.add_row(f"W_{j}", _fmt(s))
-    t.add_row("output", _fmt(sv["output"]))
+        t.add_row(f"W_{j}", fmt(s))
+    t.add_row("output", fmt(sv["output"]))
     if "class_mean_norms" in out:
-        t.add_row("||hbar_k||", _fmt(out["class_mean_norms"]))
+        t.add_row("||hbar_k||", fmt(out["class_mean_norms"]))
     console.print(t)
     m = Table(title="NC metrics at the best end point (0 = exact collapse geometry)")
     m.add_column("metric")
     m.add_column("value")
     for k, v in _flatten(out.get("metrics", {})):
-        m.add_row(k, _fmt(v, 4))
+        m.add_row(k, fmt(v, 4))
     for k, v in _flatten({"balancedness": out.get("balancedness", {})}):
-        m.add_row(k, _fmt(v, 4))
+        m.add_row(k, fmt(v, 4))
     console.print(m)
 
 
@@ -221,15 +164,30 @@ def cmd_solve(args: argparse.Namespace) -> int:
 # derive
 # ---------------------------------------------------------------------------------------------
 def cmd_derive(args: argparse.Namespace) -> int:
-    from theory import render
+    """The theory engine's derivation for a family id, or for a theorem id resolved to its family here."""
+    from theory import families, render
     from theory.derive import derive
 
-    theorems, _ = _catalogue(args)  # --theorems file.py registers its loss variants with the theory engine
-    defaults = next((t.defaults for t in theorems if t.id == args.target), None)
-    if defaults is None:  # a family id: the defaults of a theorem about it (e.g. the loss of a variant)
-        defaults = next((t.defaults for t in theorems if t.family == args.target), {})
+    theorems, mutants = _catalogue(args)
+    theorem = next((t for t in theorems + mutants if t.id == args.target), None)
+    if theorem is not None:
+        family, defaults = theorem.family, theorem.defaults
+        theorem.prepare()
+    else:
+        family = args.target
+        about = [t for t in theorems if t.family == family]
+        for t in about:  # a loss variant's family is registered by its theorems
+            t.prepare()
+        if family not in families.names():
+            raise UnknownIdError(f"unknown family or theorem id {family!r}; families: {', '.join(families.names())}; "
+                                 f"theorems: {', '.join(t.id for t in theorems)}")
+        defaults = about[0].defaults if about else {}
     inst = instance_from_args(args, defaults)
-    pred = derive(args.target, inst, dps=args.dps)
+    if theorem is not None:
+        theorem.validate(inst)
+    pred = derive(family, inst, dps=args.dps)
+    if theorem is not None:
+        pred = pred.with_(requested_id=theorem.id)
     if args.json:
         print_json(render.to_json(pred))
     elif args.latex:
@@ -239,10 +197,8 @@ def cmd_derive(args: argparse.Namespace) -> int:
     return 0
 
 
-# ---------------------------------------------------------------------------------------------
-# list / check / run
-# ---------------------------------------------------------------------------------------------
 def _catalogue(args: argparse.Namespace):
+    """(theorems, mutants) of the catalogue plus those of ``--theorems FILE``."""
     from proofs_checks.catalogue import MUTANTS, THEOREMS, load_theorems
 
     extra = load_theorems(args.theorems) if getattr(args, "theorems", None) else []
@@ -277,8 +233,10 @@ def cmd_check(args: argparse.Namespace) -> int:
     inst = instance_from_args(args, th.defaults)
     starts = max(4, th.min_starts) if args.starts is None else args.starts
     if starts < 1:
-        raise InstanceError(f"--starts must be >= 1, got {starts}")
+        raise UsageError(f"--starts must be >= 1, got {starts}")
     res = verify.check(th, inst, solver=args.solver, starts=starts, seed=args.seed, device=args.device)
+    if getattr(args, "theorems", None):
+        res.reproduce = res.reproduce.replace("ncverify check ", f"ncverify check --theorems {args.theorems} ", 1)
     if args.json:
         print_json(res.to_json())
         return 0
@@ -294,7 +252,7 @@ def cmd_check(args: argparse.Namespace) -> int:
     for e in res.evidence:
         num = ""
         if e.error is not None and e.tolerance is not None:
-            num = f": error {_fmt(e.error, 3)} {'<=' if e.status == 'pass' else 'vs'} tolerance {_fmt(e.tolerance, 3)}"
+            num = f": error {fmt(e.error, 3)} {'<=' if e.status == 'pass' else 'vs'} tolerance {fmt(e.tolerance, 3)}"
         con.print(f"{marks.get(e.status, e.status)} [bold]{escape(e.check)}[/bold] | {escape(e.quantity)}{num}",
                   highlight=False)
         for extra in (e.detail, f"tolerance: {e.origin}" if e.origin else ""):
@@ -317,6 +275,10 @@ def cmd_run(args: argparse.Namespace) -> int:
     theorems, mutants = _catalogue(args)
     if args.only:
         keep = set(args.only.split(","))
+        unknown = sorted(keep - {t.id for t in theorems + mutants})
+        if unknown:
+            raise UnknownIdError(f"--only: unknown theorem id(s) {', '.join(unknown)}; known: "
+                                 f"{', '.join(t.id for t in theorems)}")
         theorems = [t for t in theorems if t.id in keep]
         mutants = [t for t in mutants if t.id in keep or t.mutant_of in keep]
     err = Console(stderr=True)
@@ -363,81 +325,3 @@ def _print_run_summary(data: dict, out: str) -> None:
     con.print(f"report: {out}/report.md, {out}/results.json, {out}/figures/")
 
 
-# ---------------------------------------------------------------------------------------------
-def build_parser() -> argparse.ArgumentParser:
-    p = _Parser(prog="ncverify", description="Verify neural-collapse theorems: exact derivations (SymPy) "
-                "checked against independent numeric minimizers (torch).")
-    sub = p.add_subparsers(dest="command", required=True, parser_class=_Parser)
-
-    s = sub.add_parser("solve", help="numerically minimize one instance's full objective and measure NC")
-    add_instance_args(s)
-    _add_solver_args(s)
-    s.add_argument("--geometry", choices=["of", "etf"], default=None,
-                   help="also report NC2 against this target geometry (needs d >= K)")
-    s.add_argument("--json", action="store_true", help="print the measurements as JSON")
-    s.set_defaults(func=cmd_solve)
-
-    d = sub.add_parser("derive", help="print the theory engine's derivation for a family or theorem id")
-    d.add_argument("target", metavar="FAMILY-OR-THEOREM-ID")
-    add_instance_args(d)
-    d.add_argument("--dps", type=int, default=40, help="working precision in digits (default %(default)s)")
-    d.add_argument("--theorems", help="load extra theorems (and their loss variants) from this Python file")
-    fmt = d.add_mutually_exclusive_group()
-    fmt.add_argument("--json", action="store_true", help="print the derivation as JSON")
-    fmt.add_argument("--latex", action="store_true", help="print the expressions as LaTeX")
-    d.set_defaults(func=cmd_derive)
-
-    ls = sub.add_parser("list", help="list the theorem catalogue")
-    ls.add_argument("--json", action="store_true")
-    ls.add_argument("--mutants", action="store_true", help="also list the seeded wrong claims")
-    ls.add_argument("--theorems", help="load extra theorems from this Python file (defines THEOREMS)")
-    ls.set_defaults(func=cmd_list)
-
-    c = sub.add_parser("check", help="verdict of one theorem on one instance")
-    c.add_argument("theorem", metavar="THEOREM-ID")
-    add_instance_args(c)
-    c.add_argument("--solver", choices=["lbfgs", "gd"], default="lbfgs")
-    c.add_argument("--starts", type=int, default=None,
-                   help="random starts, alternating init scales 0.1 and 1 (default 4, 6 for ReLU models)")
-    c.add_argument("--seed", type=int, default=0)
-    c.add_argument("--device", default="auto")
-    c.add_argument("--theorems", help="load extra theorems from this Python file (defines THEOREMS)")
-    c.add_argument("--json", action="store_true")
-    c.set_defaults(func=cmd_check)
-
-    r = sub.add_parser("run", help="verify the whole catalogue and write the report directory")
-    r.add_argument("--budget", choices=["quick", "default", "thorough"], default="default")
-    r.add_argument("--out", default="ncverify-report", help="report directory (default %(default)s)")
-    r.add_argument("--seed", type=int, default=0)
-    r.add_argument("--solver", choices=["lbfgs", "gd"], default="lbfgs")
-    r.add_argument("--only", help="comma-separated theorem ids (their mutants included)")
-    r.add_argument("--theorems", help="load extra theorems from this Python file (defines THEOREMS)")
-    r.add_argument("--no-figures", action="store_true")
-    r.add_argument("--no-lemmas", action="store_true", help="skip the lemma (proof-step) checks")
-    r.add_argument("--json", action="store_true", help="print results.json to stdout")
-    r.set_defaults(func=cmd_run)
-
-    from proofs_checks.lemma_checks.cli import add_parser as add_lemmas_parser
-
-    add_lemmas_parser(sub)
-    return p
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    parser = build_parser()
-    try:
-        args = parser.parse_args(argv)
-        return int(args.func(args) or 0)
-    except (UsageError, InstanceError, ValueError) as exc:
-        if os.environ.get("NCVERIFY_DEBUG"):
-            raise
-        msg = " ".join(str(exc).split())  # one line
-        print(f"ncverify: error: {msg}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        print("ncverify: interrupted", file=sys.stderr)
-        return 130
-
-
-if __name__ == "__main__":  # pragma: no cover
-    sys.exit(main())

@@ -16,7 +16,7 @@ from typing import Iterable
 import mpmath as mp
 import numpy as np
 
-from proofs_checks.lemma_checks.core import (EPS, SAFETY, Ctx, Outcome, Property, Trial, ascend, descend_lbfgs,
+from proofs_checks.lemmas.core import (EPS, SAFETY, Ctx, Outcome, Property, Trial, ascend, descend_lbfgs,
                                              integer_matrices,
                                              product_error, run_property, sum_error, sv, svd_error, symbolic_outcome)
 

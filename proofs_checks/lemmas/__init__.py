@@ -25,10 +25,10 @@ from dataclasses import dataclass, field
 from typing import Callable, Iterable
 
 from numerics.problem import InstanceError
-from proofs_checks.lemma_checks import reduction as RD
-from proofs_checks.lemma_checks import spectral as SP
-from proofs_checks.lemma_checks import stationarity as ST
-from proofs_checks.lemma_checks.core import Counterexample, Ctx, LemmaBudget, Outcome, single_thread
+from proofs_checks.lemmas import reduction as RD
+from proofs_checks.lemmas import spectral as SP
+from proofs_checks.lemmas import stationarity as ST
+from proofs_checks.lemmas.core import Counterexample, Ctx, LemmaBudget, Outcome, single_thread
 
 LEMMA_VERDICTS = ("holds", "violated", "inconclusive")
 

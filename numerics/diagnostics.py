@@ -1,0 +1,113 @@
+"""Diagnostics at a parameter point: Hessian spectrum, objective rounding scale, gradient scale.
+
+torch and numpy only (never SymPy). Notation as in ``numerics.models``: the flat parameter vector
+theta = (vec W_1, ..., vec W_M, vec H[, b]) (``Params.flatten`` order) of an instance ``inst``;
+f = ``models.objective``; P = the number of scalars in theta.
+
+* ``hessian_info(inst, x)``: ||Hess f(theta)||_2, its smallest eigenvalue, and mu, the smallest
+  eigenvalue above the symmetry cutoff sqrt(eps) ||Hess f||_2 (eigenvalues at or below the cutoff in
+  absolute value are counted as zero modes: flat directions of the symmetry orbit);
+* ``objective_scale(inst, params)``: S, the rounding scale of f in the evaluation tolerance;
+* ``evaluate_point(inst, point)``: objective, ||grad f||, the gradient's rounding scale, ||theta||,
+  ``hessian_info``, S and P at a float64 point;
+* ``parameter_count(params_numpy)``: P of a ``Params.to_numpy()`` dict.
+"""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import torch
+
+from numerics import models
+from numerics.problem import Instance
+
+#: float64 machine epsilon (2^-52).
+EPS = float(np.finfo(np.float64).eps)
+#: Default ``max_params`` of ``hessian_info``: the dense P x P Hessian is formed only up to this P.
+HESSIAN_MAX_PARAMS = 3000
+
+
+def hessian_info(inst: Instance, x: torch.Tensor, max_params: int = HESSIAN_MAX_PARAMS) -> dict:
+    """Hessian spectrum of f at the flat point ``x`` (= theta, ``Params.flatten`` order for ``inst``).
+
+    Returns {"available": True, "norm": ||Hess||_2 (max |eigenvalue|), "min_eig": the smallest
+    eigenvalue, "cutoff": sqrt(eps) ||Hess||_2 (eps = ``EPS``), "mu": the smallest eigenvalue above
+    ``cutoff`` (0.0 if none), "zero_modes": the number of eigenvalues with |lambda| <= ``cutoff``}, or
+    {"available": False, "reason": ...} when ``x`` has more than ``max_params`` entries (the dense
+    Hessian is not formed; the reason names the parameter count).
+    """
+    Y = models.labels(inst.counts, dtype=x.dtype, device=x.device)
+    f = models.flat_objective(inst, Y)
+    if x.numel() > max_params:
+        return {"available": False, "reason": f"{x.numel()} parameters: Hessian not formed"}
+    Hm = torch.autograd.functional.hessian(f, x.detach())
+    evals = torch.linalg.eigvalsh(0.5 * (Hm + Hm.T)).cpu().numpy()
+    norm = float(np.max(np.abs(evals)))
+    cutoff = math.sqrt(EPS) * max(norm, 1e-300)
+    above = evals[evals > cutoff]
+    return {"available": True, "norm": norm, "min_eig": float(evals.min()), "cutoff": cutoff,
+            "mu": float(above.min()) if above.size else 0.0, "zero_modes": int(np.sum(np.abs(evals) <= cutoff))}
+
+
+def objective_scale(inst: Instance, params: models.Params) -> float:
+    """S in the evaluation tolerance at ``params``: the sum of |terms| of f (``models.objective_parts``:
+    |data| + sum_j |lambda_{W_j}/2 ||W_j||^2| + |lambda_H/2 ||H||^2| + |lambda_b/2 ||b||^2|) plus the
+    rounding scale of the data term, with Z = ``models.forward(inst, params)`` and Y the labels:
+    CE (and registered losses): log-sum-exp loses eps * max_j |z_ij| per sample, S += mean_i max_j |z_ij|;
+    MSE: the residual r_i = z_i - y_i loses eps |z_i| per sample, squared against |r_i|:
+    S += mean_i ||r_i|| ||z_i||."""
+    parts = models.objective_parts(inst, params)
+    S = abs(parts["data"]) + sum(abs(v) for v in parts["weights"]) + abs(parts["features"]) + abs(parts.get("bias", 0.0))
+    with torch.no_grad():
+        Z = models.forward(inst, params)
+        if inst.loss == "ce":
+            S += float(Z.abs().amax(dim=0).mean())
+        else:
+            R = Z - models.labels(inst.counts, dtype=Z.dtype, device=Z.device)
+            S += float((R.norm(dim=0) * Z.norm(dim=0)).mean())
+    return S
+
+
+def evaluate_point(inst: Instance, point: dict) -> dict:
+    """Objective, gradient norm, gradient scale and Hessian norm at a float64 point.
+
+    ``point`` = {"weights": [W_1, ..., W_M], "H": H, "b": b or None} (numpy arrays, the
+    ``Params.to_numpy`` layout). Returns {"objective": f(theta), "grad_norm": ||grad f(theta)||_2,
+    "grad_scale": 2 ||grad pen|| + ||grad f|| (pen = the penalty terms; times 1 + max|z| for non-MSE
+    losses), "theta_norm": ||theta||_2, "hessian": ``hessian_info`` at theta, "scale": S =
+    ``objective_scale``, "P": the number of parameters}.
+    """
+    params = models.Params.from_numpy(point)
+    x = params.flatten().detach().clone().requires_grad_(True)
+    Y = models.labels(inst.counts, dtype=x.dtype)
+    f = models.flat_objective(inst, Y)
+    val = f(x)
+    (g,) = torch.autograd.grad(val, x)
+    # gradient scale: the data-term gradient and the penalty gradients separately (they cancel at a
+    # critical point, and each is computed with its own rounding error)
+    xp = [t.detach().clone().requires_grad_(True) for t in params.tensors()]
+    pp = models.Params(xp[:inst.depth], xp[inst.depth], xp[inst.depth + 1] if inst.bias else None)
+    pen = 0.5 * sum(l * (w ** 2).sum() for l, w in zip(inst.lam_w, pp.weights)) + 0.5 * inst.lam_h * (pp.H ** 2).sum()
+    if pp.b is not None:
+        pen = pen + 0.5 * inst.lam_b * (pp.b ** 2).sum()
+    gp = torch.autograd.grad(pen, xp, allow_unused=True)
+    gpen = math.sqrt(sum(float((t ** 2).sum()) for t in gp if t is not None))
+    hess = hessian_info(inst, x.detach())
+    grad_scale = 2 * gpen + float(g.norm())
+    if inst.loss != "mse":
+        # softmax-type losses: exp(z (1 + e)) = exp(z)(1 + z e), so the data gradient carries a relative
+        # rounding error of about max|z| eps on top of the operations' own
+        with torch.no_grad():
+            grad_scale *= 1.0 + float(models.forward(inst, params).abs().max())
+    return {"objective": float(val.detach()), "grad_norm": float(g.norm()), "grad_scale": grad_scale,
+            "theta_norm": float(x.detach().norm()), "hessian": hess, "scale": objective_scale(inst, params),
+            "P": x.numel()}
+
+
+def parameter_count(params_numpy: dict) -> int:
+    """P: the number of scalars in ``params_numpy`` = {"weights": [W_1, ..., W_M], "H": H, "b": b or None}
+    (sum_j size(W_j) + size(H) + size(b), b counting 0 when None)."""
+    p = params_numpy
+    return int(sum(int(np.prod(np.shape(a))) for a in p["weights"]) + np.size(p["H"])
+               + (0 if p["b"] is None else np.size(p["b"])))

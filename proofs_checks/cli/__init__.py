@@ -1,0 +1,120 @@
+"""The ``ncverify`` command line.
+
+Subcommands (``cli.commands``, ``cli.lemmas``):
+  solve   -- numeric minimizers of one instance's full objective and their NC measurements;
+  derive  -- the theory engine's exact derivation for a family or theorem id;
+  list    -- the theorem catalogue;
+  check   -- the verdict of one theorem on one instance;
+  run     -- verify the whole catalogue (and the seeded mutants) and write the report;
+  lemmas  -- check the proof steps (lemmas) behind the theorems, and the seeded wrong lemmas.
+
+Bad input (the project's own errors, ``proofs_checks.errors.INPUT_ERRORS``) gives one line
+``ncverify: error: <violated condition>`` on stderr and exit code 2. Any other exception is a bug: one line
+saying so, exit code 3 (set NCVERIFY_DEBUG=1 to see the traceback).
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from typing import Sequence
+
+from proofs_checks.cli import commands as C
+from proofs_checks.cli.args import add_instance_args
+from proofs_checks.cli.lemmas import add_parser as add_lemmas_parser
+from proofs_checks.errors import INPUT_ERRORS, UsageError
+
+EXIT_BAD_INPUT = 2
+EXIT_BUG = 3
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse with one-line errors (no usage dump) so every bad input looks the same."""
+
+    def error(self, message: str) -> None:  # type: ignore[override]
+        raise UsageError(f"{message} (see `{self.prog} --help`)")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = _Parser(prog="ncverify", description="Verify neural-collapse theorems: exact derivations (SymPy) "
+                "checked against independent numeric minimizers (torch).")
+    sub = p.add_subparsers(dest="command", required=True, parser_class=_Parser)
+
+    s = sub.add_parser("solve", help="numerically minimize one instance's full objective and measure NC")
+    add_instance_args(s)
+    C._add_solver_args(s)
+    s.add_argument("--geometry", choices=["of", "etf"], default=None,
+                   help="also report NC2 against this target geometry (needs d >= K)")
+    s.add_argument("--json", action="store_true", help="print the measurements as JSON")
+    s.set_defaults(func=C.cmd_solve)
+
+    d = sub.add_parser("derive", help="print the theory engine's derivation for a family or theorem id")
+    d.add_argument("target", metavar="FAMILY-OR-THEOREM-ID")
+    add_instance_args(d)
+    d.add_argument("--dps", type=int, default=40, help="working precision in digits (default %(default)s)")
+    d.add_argument("--theorems", help="load extra theorems (and their loss variants) from this Python file")
+    fmt = d.add_mutually_exclusive_group()
+    fmt.add_argument("--json", action="store_true", help="print the derivation as JSON")
+    fmt.add_argument("--latex", action="store_true", help="print the expressions as LaTeX")
+    d.set_defaults(func=C.cmd_derive)
+
+    ls = sub.add_parser("list", help="list the theorem catalogue")
+    ls.add_argument("--json", action="store_true")
+    ls.add_argument("--mutants", action="store_true", help="also list the seeded wrong claims")
+    ls.add_argument("--theorems", help="load extra theorems from this Python file (defines THEOREMS)")
+    ls.set_defaults(func=C.cmd_list)
+
+    c = sub.add_parser("check", help="verdict of one theorem on one instance")
+    c.add_argument("theorem", metavar="THEOREM-ID")
+    add_instance_args(c)
+    c.add_argument("--solver", choices=["lbfgs", "gd"], default="lbfgs")
+    c.add_argument("--starts", type=int, default=None,
+                   help="random starts, alternating init scales 0.1 and 1 (default 4, 6 for ReLU models)")
+    c.add_argument("--seed", type=int, default=0)
+    c.add_argument("--device", default="auto")
+    c.add_argument("--theorems", help="load extra theorems from this Python file (defines THEOREMS)")
+    c.add_argument("--json", action="store_true")
+    c.set_defaults(func=C.cmd_check)
+
+    r = sub.add_parser("run", help="verify the whole catalogue and write the report directory")
+    r.add_argument("--budget", choices=["quick", "default", "thorough"], default="default")
+    r.add_argument("--out", default="ncverify-report", help="report directory (default %(default)s)")
+    r.add_argument("--seed", type=int, default=0)
+    r.add_argument("--solver", choices=["lbfgs", "gd"], default="lbfgs")
+    r.add_argument("--only", help="comma-separated theorem ids (their mutants included)")
+    r.add_argument("--theorems", help="load extra theorems from this Python file (defines THEOREMS)")
+    r.add_argument("--no-figures", action="store_true")
+    r.add_argument("--no-lemmas", action="store_true", help="skip the lemma (proof-step) checks")
+    r.add_argument("--json", action="store_true", help="print results.json to stdout")
+    r.set_defaults(func=C.cmd_run)
+
+    add_lemmas_parser(sub)
+    return p
+
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    try:
+        args = parser.parse_args(argv)
+        return int(args.func(args) or 0)
+    except INPUT_ERRORS as exc:
+        if os.environ.get("NCVERIFY_DEBUG"):
+            raise
+        msg = " ".join(str(exc).split())  # one line
+        print(f"ncverify: error: {msg}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    except KeyboardInterrupt:
+        print("ncverify: interrupted", file=sys.stderr)
+        return 130
+    except Exception as exc:  # a bug, never disguised as bad input
+        if os.environ.get("NCVERIFY_DEBUG"):
+            raise
+        msg = " ".join(str(exc).split())[:300]
+        print(f"ncverify: internal error (a bug in ncverify, please report it): {type(exc).__name__}: {msg}; "
+              "rerun with NCVERIFY_DEBUG=1 for the traceback", file=sys.stderr)
+        return EXIT_BUG
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

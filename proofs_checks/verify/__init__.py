@@ -1,0 +1,56 @@
+"""Checking one theorem on one instance: claim vs exact derivation vs constructed point vs numerics.
+
+``check`` runs the three stages of ``verify.stages`` (cheapest first) and decides the verdict with the pure
+table of ``verify.decide``; ``cheap_check`` (used on every instance the search draws) runs the first two
+stages only. Evidence and verdicts are typed (``verify.evidence``).
+"""
+from __future__ import annotations
+
+import time
+
+from numerics.problem import Instance
+from proofs_checks.verify.decide import decide
+from proofs_checks.verify.evidence import VERDICTS, Check, CheckResult, Evidence, Status, Verdict
+from proofs_checks.verify.stages import (compare_with_derivation, construct_claimed_point, derivation_stage,
+                                         gram_from_target, numerics_stage, point_evidence, point_stage,
+                                         prediction_json)
+
+
+def reproduce_command(theorem, inst: Instance) -> str:
+    """The command line that reproduces a check of ``theorem`` on ``inst``."""
+    return f"ncverify check {theorem.id} {inst.cli_flags()}"
+
+
+def check(theorem, inst: Instance, *, solver: str = "lbfgs", starts: int = 3, seed: int = 0, device: str = "auto",
+          max_iter: int | None = None, dps: int = 40, record_history: bool = False) -> CheckResult:
+    """The verdict of ``theorem`` (a catalogue entry) on ``inst``: the three stages, then ``decide``."""
+    t0 = time.perf_counter()
+    theorem.prepare()
+    theorem.validate(inst)
+    claim = theorem.claim(inst)
+    deriv, ev = derivation_stage(theorem.family, claim, inst, dps)
+    claimed_f, pev = point_stage(claim, inst, deriv)
+    ev += pev
+    nev, num, best = numerics_stage(theorem, claim, inst, deriv, claimed_f, solver=solver, starts=starts, seed=seed,
+                                    device=device, max_iter=max_iter)
+    ev += nev
+    verdict, reason = decide(ev)
+    return CheckResult(theorem=theorem.id, instance=inst, verdict=verdict, reason=reason, evidence=ev,
+                       claim=prediction_json(claim), derivation=prediction_json(deriv), numerics=num,
+                       seconds=time.perf_counter() - t0, reproduce=reproduce_command(theorem, inst),
+                       history=getattr(best, "history", None) if record_history else None)
+
+
+def cheap_check(theorem, inst: Instance, dps: int = 40) -> list[Evidence]:
+    """Claim vs derivation and the constructed claimed point (no solver); returns the failing evidence."""
+    theorem.prepare()
+    claim = theorem.claim(inst)
+    deriv, ev = derivation_stage(theorem.family, claim, inst, dps)
+    if claim.objective is not None:
+        ev += point_stage(claim, inst, deriv)[1]
+    return [e for e in ev if e.status is Status.FAIL]
+
+
+__all__ = ["check", "cheap_check", "decide", "reproduce_command", "Check", "Status", "Verdict", "VERDICTS",
+           "Evidence", "CheckResult", "compare_with_derivation", "construct_claimed_point", "point_evidence",
+           "gram_from_target", "prediction_json", "derivation_stage", "point_stage", "numerics_stage"]

@@ -1,0 +1,425 @@
+"""The stages of a check, shared by the one-instance check and the cheap search check (``verify.check``,
+``verify.cheap_check``), cheapest first:
+
+1. ``derivation_stage``: the claim against the theory engine's exact derivation (40 digits);
+2. ``point_stage``: the point the claim describes, built explicitly (``theory.construct``), evaluated in float64
+   (critical? objective = the claimed minimum?);
+3. ``numerics_stage``: multi-start float64 minimizers (``numerics.starts``), compared on the objective and, once
+   the claimed minimum is reached, on every claimed quantity (``compare_shapes``).
+Quantities the claim leaves undetermined (None in the claim) are not compared. Every tolerance is derived
+(``proofs_checks.tolerances``) and printed with its origin.
+"""
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import mpmath as mp
+import numpy as np
+
+from numerics import diagnostics, metrics
+from numerics.problem import Instance
+from numerics.starts import INIT_KINDS, multistart
+from proofs_checks import tolerances as tl
+from proofs_checks.statement.theorem import SHAPE_CLAIMS
+from proofs_checks.verify.evidence import Check, Evidence, Status
+from theory import construct
+from theory.derive import derive
+from theory.errors import TheoryInputError
+from theory.prediction import GRAM_NAMES, GramTarget, Prediction
+
+
+# ---------------------------------------------------------------------------------------------
+# helpers on predictions
+# ---------------------------------------------------------------------------------------------
+def _val(x: Any) -> float | None:
+    if x is None:
+        return None
+    v = getattr(x, "value", x)
+    return float(v)
+
+
+def _mpval(x: Any) -> mp.mpf | None:
+    if x is None:
+        return None
+    return mp.mpf(getattr(x, "value", x))
+
+
+def _vals(xs: Any) -> list[float] | None:
+    return None if xs is None else [_val(x) for x in xs]  # type: ignore[misc]
+
+
+def gram_from_target(target: GramTarget | None, K: int) -> np.ndarray | None:
+    """The K x K Gram matrix a target describes: kind OF/GOF -> diag(d); ETF -> (d/(1-1/K)) (I - 11^T/K)
+    with d the (common) diagonal entry; zero -> 0. None when the scale (diag) is not stated."""
+    if target is None or target.diag is None:
+        return None
+    kind = target.kind.upper()
+    diag = np.array(_vals(target.diag), dtype=float)
+    if kind in ("OF", "GOF"):
+        return np.diag(diag)
+    if kind == "ETF":
+        P = np.eye(K) - np.ones((K, K)) / K
+        return float(diag.mean()) / (1 - 1 / K) * P if K > 1 else np.zeros((1, 1))
+    if kind == "ZERO":
+        return np.zeros((K, K))
+    return None
+
+
+def prediction_json(p: Prediction | None) -> dict | None:
+    """A compact JSON view of a claim or derivation (values only)."""
+    if p is None:
+        return None
+    sv = p.singular_values
+    return {
+        "objective": _val(p.objective),
+        "singular_values": {"weights_product": _vals(sv.weights_product),
+                            "layers": None if sv.layers is None else [_vals(r) for r in sv.layers],
+                            "output": _vals(sv.output)},
+        "gram_targets": {k: {"kind": v.kind, "diag": _vals(v.diag)} for k, v in p.gram_targets.items()},
+        "class_mean_norms": _vals(p.class_mean_norms),
+        "bias": _vals(p.bias),
+        "collapsed_classes": None if p.collapsed_classes is None else list(p.collapsed_classes),
+        "scalars": {k: _vals(v) for k, v in p.scalars.items()},
+    }
+
+
+def _rel(a: mp.mpf, b: mp.mpf) -> mp.mpf:
+    return abs(a - b) / max(abs(a), abs(b), mp.mpf(10) ** -30)
+
+
+# ---------------------------------------------------------------------------------------------
+# 1. claim vs derivation
+# ---------------------------------------------------------------------------------------------
+def compare_with_derivation(claim: Prediction, deriv: Prediction, dps: int) -> list[Evidence]:
+    """Every quantity the claim states, against the exact derivation, at high precision."""
+    ev: list[Evidence] = []
+    t_obj, t_arg = tl.high_precision(dps, argmin=False), tl.high_precision(dps, argmin=True)
+    if claim.objective is not None and deriv.objective is not None:
+        e = _rel(_mpval(claim.objective), _mpval(deriv.objective))
+        ev.append(Evidence("claim vs derivation", "minimal objective f*", "pass" if e <= t_obj.value else "fail",
+                           float(e), t_obj.value, t_obj.origin,
+                           f"claim {mp.nstr(_mpval(claim.objective), 20)} vs derived {mp.nstr(_mpval(deriv.objective), 20)}"))
+
+    def cmp_lists(name: str, a: Any, b: Any, sort: bool) -> None:
+        if a is None or b is None:
+            return
+        av, bv = [_mpval(x) for x in a], [_mpval(x) for x in b]
+        if len(av) != len(bv):
+            ev.append(Evidence("claim vs derivation", name, "fail", detail=f"lengths {len(av)} vs {len(bv)}"))
+            return
+        if sort:
+            av, bv = sorted(av, reverse=True), sorted(bv, reverse=True)
+        errs = [abs(x - y) / max(abs(x), abs(y), mp.mpf(1e-30)) if max(abs(x), abs(y)) > mp.mpf(10) ** -(dps // 2) else abs(x - y)
+                for x, y in zip(av, bv)]
+        e = max(errs) if errs else mp.mpf(0)
+        ev.append(Evidence("claim vs derivation", name, "pass" if e <= t_arg.value else "fail", float(e), t_arg.value,
+                           t_arg.origin, f"claim {[mp.nstr(x, 12) for x in av]} vs derived {[mp.nstr(x, 12) for x in bv]}"))
+
+    csv, dsv = claim.singular_values, deriv.singular_values
+    free = set(claim.free_fields)  # fields that only build the claimed point, not compared
+    cmp_lists("singular values of W = W_M...W_1", csv.weights_product, dsv.weights_product,
+              sort=not _class_indexed(claim, deriv))
+    if csv.layers is not None and dsv.layers is not None and "layers" not in free:
+        for j, (a, b) in enumerate(zip(csv.layers, dsv.layers), start=1):
+            cmp_lists(f"singular values of W_{j}", a, b, sort=True)
+    cmp_lists("singular values of the output", csv.output, dsv.output, sort=True)
+    if "class_mean_norms" not in free:
+        cmp_lists("class-mean norms ||hbar_k||", claim.class_mean_norms, deriv.class_mean_norms, sort=False)
+    cmp_lists("bias b", claim.bias, deriv.bias, sort=False)
+    if claim.collapsed_classes is not None and deriv.collapsed_classes is not None:
+        same = sorted(claim.collapsed_classes) == sorted(deriv.collapsed_classes)
+        ev.append(Evidence("claim vs derivation", "collapsed classes", "pass" if same else "fail",
+                           detail=f"claim {sorted(claim.collapsed_classes)} vs derived {sorted(deriv.collapsed_classes)}"))
+    for key in ("WWT", "HbarTHbar"):
+        ct, dt = claim.gram_targets.get(key), deriv.gram_targets.get(key)
+        if ct is None or dt is None:
+            continue
+        ck, dk = ct.kind.upper(), dt.kind.upper()
+        zero_d = dk == "ZERO" or (dt.diag is not None and all(_val(v) == 0 for v in dt.diag))
+        zero_c = ck == "ZERO" or (ct.diag is not None and all(_val(v) == 0 for v in ct.diag))
+        # a claim of shape only ("proportional to ...", no diag) holds with factor 0 at a collapsed minimizer
+        scale_free = ct.diag is None and zero_d
+        same_kind = (ck == dk or (zero_c and zero_d) or scale_free
+                     or ({ck, dk} == {"OF", "GOF"} and _is_scalar_diag(dt)))
+        ev.append(Evidence("claim vs derivation", f"geometry of {_gram_name(key)}", "pass" if same_kind else "fail",
+                           detail=f"claim {ck} vs derived {dk}"))
+        if ct.diag is not None and dt.diag is not None:
+            cmp_lists(f"diagonal of {_gram_name(key)}", ct.diag, dt.diag, sort=False)
+    return ev
+
+
+def _is_scalar_diag(t: GramTarget) -> bool:
+    d = _vals(t.diag)
+    return bool(d) and max(d) - min(d) <= 1e-12 * max(1.0, max(abs(x) for x in d))
+
+
+def _class_indexed(a: Prediction, b: Prediction) -> bool:
+    return a.family == b.family == "mse-deep"
+
+
+def _gram_name(key: str) -> str:
+    return GRAM_NAMES.get(key, key)
+
+
+# ---------------------------------------------------------------------------------------------
+# numeric helpers
+# ---------------------------------------------------------------------------------------------
+def _grams(inst: Instance, p: dict) -> dict:
+    """W = W_M...W_1, W W^T, class means (centered with a bias), their Gram, and (extended model)
+    the features entering W_2."""
+    Ws, H = p["weights"], p["H"]
+    W = metrics.product(Ws)
+    Hbar = metrics.class_means(H, inst.counts)
+    Hc = Hbar - Hbar.mean(axis=1, keepdims=True) if inst.bias else Hbar
+    out = {"W": W, "WWT": W @ W.T, "Hbar": Hbar, "HbarTHbar": Hc.T @ Hc}
+    if inst.activation is not None:
+        pre = Ws[0] @ H
+        post = np.maximum(pre, 0.0) if inst.activation == "relu" else pre
+        H2bar = metrics.class_means(post, inst.counts)
+        out["H2"] = post
+        out["H2barTH2bar"] = H2bar.T @ H2bar
+    return out
+
+
+def construct_claimed_point(claim: Prediction, inst: Instance) -> tuple[dict | None, str]:
+    """The explicit float64 point {"weights", "H", "b"} the claim describes (aligned, balanced factors;
+    class means from the claim, or from balancedness when the claim states no norms), or (None, why)
+    when the claim leaves the scales free or the construction does not cover the case."""
+    why = ""
+    for features in ("prediction", "balanced"):
+        try:
+            m = construct.construct_numpy(claim, inst, features=features)
+        except construct.NotConstructible as exc:  # anything else is a bug and propagates
+            why = why or str(exc)
+            continue
+        b = m.get("b")
+        return {"weights": list(m["W"]), "H": m["H"], "b": None if b is None else np.asarray(b).reshape(-1)}, ""
+    return None, why
+
+
+def point_evidence(inst: Instance, point: dict, claimed_f: float | None) -> tuple[list[Evidence], float]:
+    """Is the constructed claimed point critical, with objective = the claimed minimum?  Returns the
+    evidence and the claimed minimum (the objective at the point when the claim states none)."""
+    ev: list[Evidence] = []
+    at = diagnostics.evaluate_point(inst, point)
+    eval_tol = tl.evaluation(at["scale"], at["P"])
+    if claimed_f is not None:
+        err = abs(at["objective"] - claimed_f)
+        ev.append(Evidence("claimed point", "objective at the constructed point = claimed f*",
+                           "pass" if err <= eval_tol.value else "fail", err, eval_tol.value, eval_tol.origin))
+    else:
+        claimed_f = at["objective"]
+        ev.append(Evidence("claimed point", "implied claimed minimum (objective at the constructed point)", "info",
+                           detail=f"{claimed_f:.15g}"))
+    hn = at["hessian"].get("norm", 0.0) if at["hessian"].get("available") else 0.0
+    gtol = tl.gradient_at_point(hn, at["theta_norm"], at["grad_scale"], at["P"])
+    ev.append(Evidence("claimed point", "gradient norm at the constructed point (critical point?)",
+                       "pass" if at["grad_norm"] <= gtol.value else "fail", at["grad_norm"], gtol.value, gtol.origin))
+    return ev, claimed_f
+
+
+def _compare_shapes(theorem, claim: Prediction, inst: Instance, p: dict, eval_tol: tl.Tol, g: float, mu: float) -> list[Evidence]:
+    """Claimed quantities against the numeric best point (which matched the claimed minimum)."""
+    ev: list[Evidence] = []
+    dth = tl.argmin_distance(eval_tol, g, mu)
+    if not math.isfinite(dth.value):
+        return [Evidence("numerics", "claimed quantities", "unsettled", detail=dth.origin)]
+    G = _grams(inst, p)
+    norms = [float(np.linalg.norm(w, 2)) for w in p["weights"]]
+    dW = tl.product_perturbation(norms, dth.value)
+    Wn = float(np.linalg.norm(G["W"], 2))
+    min_n = min(inst.counts)
+    dh = dth.value / math.sqrt(min_n)
+    hn = float(np.max(np.linalg.norm(G["Hbar"], axis=0))) if G["Hbar"].size else 0.0
+    tol_W = tl.Tol(2 * Wn * dW + dW * dW, f"||Delta(WW^T)||_F <= 2||W|| dW + dW^2, dW = {dW:.2g} from {dth.origin}")
+    tol_H = tl.Tol(math.sqrt(inst.K) * (2 * hn * dh + dh * dh) * (2 if inst.bias else 1),
+                   f"||Delta(Hbar^T Hbar)||_F <= sqrt(K)(2 max||hbar|| dh + dh^2), dh = dtheta/sqrt(min n_k) = {dh:.2g}")
+    for key, tol in (("WWT", tol_W), ("HbarTHbar", tol_H)):
+        target = claim.gram_targets.get(key)
+        if target is None:
+            continue
+        Gc = gram_from_target(target, inst.K)
+        Gn = G[key]
+        if Gc is not None:
+            err = float(np.linalg.norm(Gn - Gc))
+            ev.append(Evidence("numerics", f"{_gram_name(key)} = claimed Gram ({target.kind})",
+                               "pass" if err <= tol.value else "fail", err, tol.value, tol.origin))
+        elif target.kind:
+            nG = float(np.linalg.norm(Gn))
+            if nG <= tol.value:
+                ev.append(Evidence("numerics", f"{_gram_name(key)} geometry", "info", detail="zero at the numeric point"))
+                continue
+            err = metrics.nc2(Gn, target.kind.upper()) if target.kind.upper() in ("OF", "ETF") else metrics.nc2_diagonal(Gn)
+            t = 2 * tol.value / nG
+            ev.append(Evidence("numerics", f"{_gram_name(key)} shape = {target.kind} (nc2)",
+                               "pass" if err <= t else "fail", err, t, "2 ||Delta G|| / ||G|| with " + tol.origin))
+    sv = claim.singular_values
+    free = set(claim.free_fields)  # fields that only build the claimed point, not compared
+    if sv.layers is not None and "layers" not in free:
+        for j, (row, Wj) in enumerate(zip(sv.layers, p["weights"]), start=1):
+            c = sorted(_vals(row), reverse=True)
+            s = metrics.singular_values(Wj)[:len(c)]
+            s = list(s) + [0.0] * (len(c) - len(s))
+            err = max(abs(a - b) for a, b in zip(c, s))
+            ev.append(Evidence("numerics", f"singular values of W_{j}", "pass" if err <= dth.value else "fail", err,
+                               dth.value, "Weyl: |Delta sigma| <= ||Delta W_j||_2 <= " + dth.origin))
+    if sv.weights_product is not None:
+        c = sorted(_vals(sv.weights_product), reverse=True)
+        s = list(metrics.singular_values(G["W"])[:len(c)])
+        s += [0.0] * (len(c) - len(s))
+        err = max(abs(a - b) for a, b in zip(c, s))
+        ev.append(Evidence("numerics", "singular values of W = W_M...W_1", "pass" if err <= dW else "fail", err, dW,
+                           "Weyl with the first-order product bound"))
+    if claim.bias is not None and p["b"] is not None:
+        err = float(np.max(np.abs(np.array(_vals(claim.bias)) - p["b"])))
+        ev.append(Evidence("numerics", "bias b", "pass" if err <= dth.value else "fail", err, dth.value, dth.origin))
+    if claim.collapsed_classes is not None:
+        norms_k = np.linalg.norm(G["W"], axis=1)
+        zero = [k for k in range(inst.K) if norms_k[k] <= dW]
+        same = sorted(zero) == sorted(claim.collapsed_classes)
+        ev.append(Evidence("numerics", "collapsed classes (rows of W that vanish)", "pass" if same else "fail",
+                           detail=f"claimed {sorted(claim.collapsed_classes)}, numeric {zero} (zero: ||w_k|| <= {dW:.2g})"))
+    for name in getattr(theorem, "shape_claims", ()):
+        ev.extend(_shape_claim(name, inst, p, G, dth))
+    return ev
+
+
+def _shape_claim(name: str, inst: Instance, p: dict, G: dict, dth: tl.Tol) -> list[Evidence]:
+    """Qualitative claims by name (``statement.SHAPE_CLAIMS``): nc1 (features H), nc1_post (post-activation
+    features), of_post (their class means an OF), self_duality. An unknown name is a bug, never ignored."""
+    if name not in SHAPE_CLAIMS:
+        raise ValueError(f"unknown shape claim {name!r}; known: {', '.join(SHAPE_CLAIMS)}")
+    out: list[Evidence] = []
+    if name in ("nc1", "nc1_post"):
+        feats = p["H"] if name == "nc1" else G.get("H2")
+        if feats is None:
+            return out
+        Hbar = metrics.class_means(feats, inst.counts)
+        centered = Hbar - Hbar.mean(axis=1, keepdims=True)
+        ev_b = np.linalg.eigvalsh(centered @ centered.T / inst.K)
+        lam_min = float(ev_b[ev_b > 1e-12 * max(ev_b.max(), 1e-300)].min()) if ev_b.max() > 0 else 0.0
+        if lam_min == 0.0:
+            out.append(Evidence("numerics", f"{name} (within-class variability)", "info", detail="class means collapsed to zero"))
+            return out
+        v = metrics.nc1(feats, inst.counts)
+        tol = dth.value ** 2 / (inst.N * inst.K * lam_min) * 4
+        out.append(Evidence("numerics", f"{name} = (1/K) tr(Sigma_W Sigma_B^+)", "pass" if v <= tol else "fail", v, tol,
+                            f"||h - hbar|| <= 2 dtheta: nc1 <= 4 dtheta^2/(N K lambda_min(Sigma_B)), dtheta = {dth.value:.2g}"))
+    elif name == "of_post":
+        Gp = G.get("H2barTH2bar")
+        if Gp is None:
+            return out
+        nG = float(np.linalg.norm(Gp))
+        if nG <= dth.value:
+            out.append(Evidence("numerics", "post-activation class means", "info", detail="zero"))
+            return out
+        v = metrics.nc2(Gp, "OF")
+        tol = 2 * math.sqrt(inst.K) * 2 * math.sqrt(nG) * dth.value / nG
+        out.append(Evidence("numerics", "post-activation class means form an OF (nc2)", "pass" if v <= tol else "fail", v, tol,
+                            "2 ||Delta G||/||G|| with ||Delta G|| <= sqrt(K) 2 ||hbar|| dtheta"))
+    elif name == "self_duality":
+        W, Hbar = G["W"], G["Hbar"]
+        Hc = Hbar - Hbar.mean(axis=1, keepdims=True)
+        nW, nH = float(np.linalg.norm(W)), float(np.linalg.norm(Hc))
+        if nW <= dth.value or nH <= dth.value:
+            out.append(Evidence("numerics", "self-duality", "info", detail="W or the class means are zero"))
+            return out
+        v = metrics.nc3_duality(W, Hc)
+        tol = 2 * (dth.value * len(p["weights"]) / nW + dth.value / nH)
+        out.append(Evidence("numerics", "self-duality W^T proportional to centered class means (nc3)",
+                            "pass" if v <= tol else "fail", v, tol, "first-order bound 2(dW/||W|| + dh/||Hbar||)"))
+    return out
+
+
+
+
+# ---------------------------------------------------------------------------------------------
+# the stages
+def derivation_stage(family: str, claim: Prediction, inst: Instance, dps: int = 40
+                     ) -> tuple[Prediction | None, list[Evidence]]:
+    """Stage 1: the exact derivation of ``family`` at ``inst`` and the claim against it. A family whose
+    assumptions exclude the instance gives no derivation (an info line, the numerics still run)."""
+    try:
+        deriv = derive(family, inst, dps=dps)
+    except TheoryInputError as exc:
+        return None, [Evidence(Check.DERIVATION, "derivation", Status.INFO, detail=f"no exact derivation: {exc}")]
+    return deriv, compare_with_derivation(claim, deriv, dps)
+
+
+def point_stage(claim: Prediction, inst: Instance, deriv: Prediction | None
+                ) -> tuple[float | None, list[Evidence]]:
+    """Stage 2: the claimed point built explicitly and evaluated; returns the claimed minimum (the claim's,
+    else the objective at the constructed point, else the derived minimum) and the evidence."""
+    ev: list[Evidence] = []
+    claimed_f = _val(claim.objective)
+    point, why = construct_claimed_point(claim, inst)
+    if point is not None:
+        pev, claimed_f = point_evidence(inst, point, claimed_f)
+        ev.extend(pev)
+    else:
+        ev.append(Evidence(Check.POINT, "construction", Status.INFO,
+                           detail=f"no explicit point to evaluate (the claim leaves scales free, or: {why})"))
+    if claimed_f is None and deriv is not None and deriv.objective is not None:
+        claimed_f = _val(deriv.objective)
+        ev.append(Evidence(Check.POINT, "reference minimum", Status.INFO,
+                           detail="the claim states no value: the derived minimum is the reference"))
+    return claimed_f, ev
+
+
+def numerics_stage(theorem: Any, claim: Prediction, inst: Instance, deriv: Prediction | None, claimed_f: float | None,
+                   *, solver: str, starts: int, seed: int, device: str = "auto", max_iter: int | None = None
+                   ) -> tuple[list[Evidence], dict, Any]:
+    """Stage 3: multi-start float64 minimizers; a point below the claimed minimum refutes, a best point at the
+    claimed minimum (MATCH) is compared on every claimed quantity. Returns (evidence, numerics summary, best run)."""
+    ev: list[Evidence] = []
+    res = multistart(inst, solver=solver, starts=starts, seed=seed, device=device, max_iter=max_iter)
+    best = res.best
+    num = {"solver": solver, "starts": starts, "seed": seed, "init_kinds": list(INIT_KINDS),
+           "runs": [r.summary() for r in res.runs],
+           "best_objective": best.objective, "best_stop_reason": best.stop_reason, "best_grad_norm": best.grad_norm}
+    p = best.params.to_numpy()
+    eval_tol = tl.evaluation(diagnostics.objective_scale(inst, best.params), diagnostics.parameter_count(p))
+    if not math.isfinite(best.objective):
+        ev.append(Evidence(Check.NUMERICS, "solver runs", Status.UNSETTLED, detail="every run diverged"))
+        return ev, num, best
+    hess = diagnostics.hessian_info(inst, best.params.flatten())
+    mu = hess.get("mu", 0.0) if hess.get("available") else 0.0
+    num["hessian"] = hess
+    if not hess.get("available"):
+        ev.append(Evidence(Check.NUMERICS, "conditioning", Status.UNSETTLED,
+                           detail=f"{hess.get('reason', 'no Hessian')}: no curvature, so no derived match tolerance"))
+    if claimed_f is not None:
+        below = claimed_f - best.objective
+        ev.append(Evidence(Check.NUMERICS, "numeric objective vs claimed minimum (a lower point refutes)",
+                           Status.FAIL if below > 2 * eval_tol.value else Status.PASS, max(below, 0.0),
+                           2 * eval_tol.value, "2 x " + eval_tol.origin,
+                           f"numeric {best.objective:.15g} (start {best.start}, seed {best.seed}) vs claimed {claimed_f:.15g}"))
+    match_tol = tl.objective_match(eval_tol, best.grad_norm, mu)
+    matched = claimed_f is not None and abs(best.objective - claimed_f) <= match_tol.value
+    if deriv is not None and deriv.objective is not None:
+        d = _val(deriv.objective)
+        e = abs(best.objective - d)
+        status = Status.PASS if e <= match_tol.value else (
+            Status.FAIL if best.objective < d - 2 * eval_tol.value else Status.UNSETTLED)
+        ev.append(Evidence(Check.NUMERICS, "numeric minimum vs derived minimum (the reduction is right)", status,
+                           e, match_tol.value, match_tol.origin))
+    if matched:
+        ev.append(Evidence(Check.MATCH, "numeric minimum reaches the claimed minimum", Status.PASS,
+                           abs(best.objective - claimed_f), match_tol.value, match_tol.origin))
+    elif claimed_f is not None and best.objective > claimed_f:
+        why = "solvers stopped above the claimed minimum"
+        if best.stop_reason != "converged":
+            why += f" (best run: {best.stop_reason}, |grad| = {best.grad_norm:.2g})"
+        ev.append(Evidence(Check.MATCH, "numeric minimum reaches the claimed minimum", Status.UNSETTLED,
+                           best.objective - claimed_f, match_tol.value, match_tol.origin, why))
+    if hess.get("available") and mu > 0 and mu < 1e-7 * hess["norm"]:
+        ev.append(Evidence(Check.NUMERICS, "conditioning", Status.UNSETTLED,
+                           detail=f"smallest curvature mu = {mu:.3g} vs ||Hess|| = {hess['norm']:.3g}: "
+                                  "near-singular Hessian (close to a phase boundary?)"))
+    if matched:
+        ev.extend(_compare_shapes(theorem, claim, inst, p, eval_tol, best.grad_norm, mu))
+    m = metrics.measure(inst, best.params)
+    num["metrics"] = m.get("metrics")
+    num["singular_values"] = m.get("singular_values")
+    return ev, num, best
