@@ -18,8 +18,8 @@ class UnknownIdError(NcverifyError):
     """A theorem, lemma or family id that is not known (the message lists the known ones)."""
 
 
-class InvalidInstanceError(NcverifyError):
-    """An instance outside a theorem's stated assumptions."""
+class InvalidInstanceError(NcverifyError, InstanceError):
+    """An instance outside a theorem's stated assumptions (also an ``InstanceError``, like every bad instance)."""
 
 
 class UserFileError(NcverifyError):

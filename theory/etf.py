@@ -13,8 +13,23 @@ import mpmath
 import sympy as sp
 
 from . import reduced as R
+from .errors import TheoryInputError
 from .prediction import Exact, GramTarget
 from .solve import to_mpf
+
+
+def check_etf_instance(family: str, inst: Any) -> None:
+    """The assumptions every simplex-ETF family shares (TheoryInputError naming the first one violated):
+    balanced classes, K >= 2, width d >= K - 1, deep linear (no ReLU)."""
+    if not inst.balanced:
+        raise TheoryInputError(f"{family} needs balanced classes, got counts {list(inst.counts)}")
+    if inst.K < 2:
+        raise TheoryInputError(f"{family} needs K >= 2 classes, got K = {inst.K}")
+    if inst.width < inst.K - 1:
+        raise TheoryInputError(f"{family} needs width d >= K - 1 (the simplex ETF spans K - 1 dimensions), "
+                               f"got d = {inst.width}")
+    if inst.activation == "relu":
+        raise TheoryInputError(f"{family} is deep linear: activation relu is not part of it")
 
 
 def etf_minimizer(inst: Any, a_ex: Exact, L_e: sp.Expr, dps: int) -> dict[str, Any]:

@@ -3,18 +3,19 @@ from __future__ import annotations
 
 from typing import Callable, Sequence
 
-from numerics.problem import Instance, InstanceError
+from numerics.problem import Instance
+from proofs_checks.errors import InvalidInstanceError
 
 
 def _require(cond: bool, msg: str) -> None:
     if not cond:
-        raise InstanceError(msg)
+        raise InvalidInstanceError(msg)
 
 
 def assumptions(tid: str, *, loss: str, balanced: bool = False, depths: Sequence[int] | None = None,
                 bias: bool | None = False, lam_b: str | None = None, activation: str | None = None
                 ) -> Callable[[Instance], None]:
-    """A validator for theorem ``tid``; it raises InstanceError naming the first violated condition.
+    """A validator for theorem ``tid``; it raises InvalidInstanceError naming the first violated condition.
 
     loss: the loss base name ("mse", "ce", "ce-ls", ...; parameters after ":" are not compared);
     balanced: n_1 = ... = n_K; depths: the allowed depths M (None = any; an activation implies M = 2);
@@ -43,5 +44,5 @@ def assumptions(tid: str, *, loss: str, balanced: bool = False, depths: Sequence
             _require(inst.lam_b > 0, f"{tid} needs lambda_b > 0 when a bias is used, got {inst.lam_b}")
         if balanced:
             _require(inst.balanced, f"{tid} needs balanced classes, got counts {list(inst.counts)}")
-        inst.require_width_at_least_classes(tid)
+        _require(inst.width >= inst.K, f"{tid} needs width d >= K, got d = {inst.width} < K = {inst.K}")
     return check

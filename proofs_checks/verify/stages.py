@@ -97,7 +97,7 @@ def compare_with_derivation(claim: Prediction, deriv: Prediction, dps: int) -> l
     t_obj, t_arg = tl.high_precision(dps, argmin=False), tl.high_precision(dps, argmin=True)
     if claim.objective is not None and deriv.objective is not None:
         e = _rel(_mpval(claim.objective), _mpval(deriv.objective))
-        ev.append(Evidence("claim vs derivation", "minimal objective f*", "pass" if e <= t_obj.value else "fail",
+        ev.append(Evidence(Check.DERIVATION, "minimal objective f*", Status.PASS if e <= t_obj.value else Status.FAIL,
                            float(e), t_obj.value, t_obj.origin,
                            f"claim {mp.nstr(_mpval(claim.objective), 20)} vs derived {mp.nstr(_mpval(deriv.objective), 20)}"))
 
@@ -106,14 +106,14 @@ def compare_with_derivation(claim: Prediction, deriv: Prediction, dps: int) -> l
             return
         av, bv = [_mpval(x) for x in a], [_mpval(x) for x in b]
         if len(av) != len(bv):
-            ev.append(Evidence("claim vs derivation", name, "fail", detail=f"lengths {len(av)} vs {len(bv)}"))
+            ev.append(Evidence(Check.DERIVATION, name, Status.FAIL, detail=f"lengths {len(av)} vs {len(bv)}"))
             return
         if sort:
             av, bv = sorted(av, reverse=True), sorted(bv, reverse=True)
         errs = [abs(x - y) / max(abs(x), abs(y), mp.mpf(1e-30)) if max(abs(x), abs(y)) > mp.mpf(10) ** -(dps // 2) else abs(x - y)
                 for x, y in zip(av, bv)]
         e = max(errs) if errs else mp.mpf(0)
-        ev.append(Evidence("claim vs derivation", name, "pass" if e <= t_arg.value else "fail", float(e), t_arg.value,
+        ev.append(Evidence(Check.DERIVATION, name, Status.PASS if e <= t_arg.value else Status.FAIL, float(e), t_arg.value,
                            t_arg.origin, f"claim {[mp.nstr(x, 12) for x in av]} vs derived {[mp.nstr(x, 12) for x in bv]}"))
 
     csv, dsv = claim.singular_values, deriv.singular_values
@@ -129,7 +129,7 @@ def compare_with_derivation(claim: Prediction, deriv: Prediction, dps: int) -> l
     cmp_lists("bias b", claim.bias, deriv.bias, sort=False)
     if claim.collapsed_classes is not None and deriv.collapsed_classes is not None:
         same = sorted(claim.collapsed_classes) == sorted(deriv.collapsed_classes)
-        ev.append(Evidence("claim vs derivation", "collapsed classes", "pass" if same else "fail",
+        ev.append(Evidence(Check.DERIVATION, "collapsed classes", Status.PASS if same else Status.FAIL,
                            detail=f"claim {sorted(claim.collapsed_classes)} vs derived {sorted(deriv.collapsed_classes)}"))
     for key in ("WWT", "HbarTHbar"):
         ct, dt = claim.gram_targets.get(key), deriv.gram_targets.get(key)
@@ -142,7 +142,7 @@ def compare_with_derivation(claim: Prediction, deriv: Prediction, dps: int) -> l
         scale_free = ct.diag is None and zero_d
         same_kind = (ck == dk or (zero_c and zero_d) or scale_free
                      or ({ck, dk} == {"OF", "GOF"} and _is_scalar_diag(dt)))
-        ev.append(Evidence("claim vs derivation", f"geometry of {_gram_name(key)}", "pass" if same_kind else "fail",
+        ev.append(Evidence(Check.DERIVATION, f"geometry of {_gram_name(key)}", Status.PASS if same_kind else Status.FAIL,
                            detail=f"claim {ck} vs derived {dk}"))
         if ct.diag is not None and dt.diag is not None:
             cmp_lists(f"diagonal of {_gram_name(key)}", ct.diag, dt.diag, sort=False)
@@ -206,16 +206,16 @@ def point_evidence(inst: Instance, point: dict, claimed_f: float | None) -> tupl
     eval_tol = tl.evaluation(at["scale"], at["P"])
     if claimed_f is not None:
         err = abs(at["objective"] - claimed_f)
-        ev.append(Evidence("claimed point", "objective at the constructed point = claimed f*",
-                           "pass" if err <= eval_tol.value else "fail", err, eval_tol.value, eval_tol.origin))
+        ev.append(Evidence(Check.POINT, "objective at the constructed point = claimed f*",
+                           Status.PASS if err <= eval_tol.value else Status.FAIL, err, eval_tol.value, eval_tol.origin))
     else:
         claimed_f = at["objective"]
-        ev.append(Evidence("claimed point", "implied claimed minimum (objective at the constructed point)", "info",
+        ev.append(Evidence(Check.POINT, "implied claimed minimum (objective at the constructed point)", Status.INFO,
                            detail=f"{claimed_f:.15g}"))
     hn = at["hessian"].get("norm", 0.0) if at["hessian"].get("available") else 0.0
     gtol = tl.gradient_at_point(hn, at["theta_norm"], at["grad_scale"], at["P"])
-    ev.append(Evidence("claimed point", "gradient norm at the constructed point (critical point?)",
-                       "pass" if at["grad_norm"] <= gtol.value else "fail", at["grad_norm"], gtol.value, gtol.origin))
+    ev.append(Evidence(Check.POINT, "gradient norm at the constructed point (critical point?)",
+                       Status.PASS if at["grad_norm"] <= gtol.value else Status.FAIL, at["grad_norm"], gtol.value, gtol.origin))
     return ev, claimed_f
 
 
@@ -224,7 +224,7 @@ def _compare_shapes(theorem, claim: Prediction, inst: Instance, p: dict, eval_to
     ev: list[Evidence] = []
     dth = tl.argmin_distance(eval_tol, g, mu)
     if not math.isfinite(dth.value):
-        return [Evidence("numerics", "claimed quantities", "unsettled", detail=dth.origin)]
+        return [Evidence(Check.NUMERICS, "claimed quantities", Status.UNSETTLED, detail=dth.origin)]
     G = _grams(inst, p)
     norms = [float(np.linalg.norm(w, 2)) for w in p["weights"]]
     dW = tl.product_perturbation(norms, dth.value)
@@ -243,17 +243,17 @@ def _compare_shapes(theorem, claim: Prediction, inst: Instance, p: dict, eval_to
         Gn = G[key]
         if Gc is not None:
             err = float(np.linalg.norm(Gn - Gc))
-            ev.append(Evidence("numerics", f"{_gram_name(key)} = claimed Gram ({target.kind})",
-                               "pass" if err <= tol.value else "fail", err, tol.value, tol.origin))
+            ev.append(Evidence(Check.NUMERICS, f"{_gram_name(key)} = claimed Gram ({target.kind})",
+                               Status.PASS if err <= tol.value else Status.FAIL, err, tol.value, tol.origin))
         elif target.kind:
             nG = float(np.linalg.norm(Gn))
             if nG <= tol.value:
-                ev.append(Evidence("numerics", f"{_gram_name(key)} geometry", "info", detail="zero at the numeric point"))
+                ev.append(Evidence(Check.NUMERICS, f"{_gram_name(key)} geometry", Status.INFO, detail="zero at the numeric point"))
                 continue
             err = metrics.nc2(Gn, target.kind.upper()) if target.kind.upper() in ("OF", "ETF") else metrics.nc2_diagonal(Gn)
             t = 2 * tol.value / nG
-            ev.append(Evidence("numerics", f"{_gram_name(key)} shape = {target.kind} (nc2)",
-                               "pass" if err <= t else "fail", err, t, "2 ||Delta G|| / ||G|| with " + tol.origin))
+            ev.append(Evidence(Check.NUMERICS, f"{_gram_name(key)} shape = {target.kind} (nc2)",
+                               Status.PASS if err <= t else Status.FAIL, err, t, "2 ||Delta G|| / ||G|| with " + tol.origin))
     sv = claim.singular_values
     free = set(claim.free_fields)  # fields that only build the claimed point, not compared
     if sv.layers is not None and "layers" not in free:
@@ -262,23 +262,23 @@ def _compare_shapes(theorem, claim: Prediction, inst: Instance, p: dict, eval_to
             s = metrics.singular_values(Wj)[:len(c)]
             s = list(s) + [0.0] * (len(c) - len(s))
             err = max(abs(a - b) for a, b in zip(c, s))
-            ev.append(Evidence("numerics", f"singular values of W_{j}", "pass" if err <= dth.value else "fail", err,
+            ev.append(Evidence(Check.NUMERICS, f"singular values of W_{j}", Status.PASS if err <= dth.value else Status.FAIL, err,
                                dth.value, "Weyl: |Delta sigma| <= ||Delta W_j||_2 <= " + dth.origin))
     if sv.weights_product is not None:
         c = sorted(_vals(sv.weights_product), reverse=True)
         s = list(metrics.singular_values(G["W"])[:len(c)])
         s += [0.0] * (len(c) - len(s))
         err = max(abs(a - b) for a, b in zip(c, s))
-        ev.append(Evidence("numerics", "singular values of W = W_M...W_1", "pass" if err <= dW else "fail", err, dW,
+        ev.append(Evidence(Check.NUMERICS, "singular values of W = W_M...W_1", Status.PASS if err <= dW else Status.FAIL, err, dW,
                            "Weyl with the first-order product bound"))
     if claim.bias is not None and p["b"] is not None:
         err = float(np.max(np.abs(np.array(_vals(claim.bias)) - p["b"])))
-        ev.append(Evidence("numerics", "bias b", "pass" if err <= dth.value else "fail", err, dth.value, dth.origin))
+        ev.append(Evidence(Check.NUMERICS, "bias b", Status.PASS if err <= dth.value else Status.FAIL, err, dth.value, dth.origin))
     if claim.collapsed_classes is not None:
         norms_k = np.linalg.norm(G["W"], axis=1)
         zero = [k for k in range(inst.K) if norms_k[k] <= dW]
         same = sorted(zero) == sorted(claim.collapsed_classes)
-        ev.append(Evidence("numerics", "collapsed classes (rows of W that vanish)", "pass" if same else "fail",
+        ev.append(Evidence(Check.NUMERICS, "collapsed classes (rows of W that vanish)", Status.PASS if same else Status.FAIL,
                            detail=f"claimed {sorted(claim.collapsed_classes)}, numeric {zero} (zero: ||w_k|| <= {dW:.2g})"))
     for name in getattr(theorem, "shape_claims", ()):
         ev.extend(_shape_claim(name, inst, p, G, dth))
@@ -300,11 +300,11 @@ def _shape_claim(name: str, inst: Instance, p: dict, G: dict, dth: tl.Tol) -> li
         ev_b = np.linalg.eigvalsh(centered @ centered.T / inst.K)
         lam_min = float(ev_b[ev_b > 1e-12 * max(ev_b.max(), 1e-300)].min()) if ev_b.max() > 0 else 0.0
         if lam_min == 0.0:
-            out.append(Evidence("numerics", f"{name} (within-class variability)", "info", detail="class means collapsed to zero"))
+            out.append(Evidence(Check.NUMERICS, f"{name} (within-class variability)", Status.INFO, detail="class means collapsed to zero"))
             return out
         v = metrics.nc1(feats, inst.counts)
         tol = dth.value ** 2 / (inst.N * inst.K * lam_min) * 4
-        out.append(Evidence("numerics", f"{name} = (1/K) tr(Sigma_W Sigma_B^+)", "pass" if v <= tol else "fail", v, tol,
+        out.append(Evidence(Check.NUMERICS, f"{name} = (1/K) tr(Sigma_W Sigma_B^+)", Status.PASS if v <= tol else Status.FAIL, v, tol,
                             f"||h - hbar|| <= 2 dtheta: nc1 <= 4 dtheta^2/(N K lambda_min(Sigma_B)), dtheta = {dth.value:.2g}"))
     elif name == "of_post":
         Gp = G.get("H2barTH2bar")
@@ -312,23 +312,23 @@ def _shape_claim(name: str, inst: Instance, p: dict, G: dict, dth: tl.Tol) -> li
             return out
         nG = float(np.linalg.norm(Gp))
         if nG <= dth.value:
-            out.append(Evidence("numerics", "post-activation class means", "info", detail="zero"))
+            out.append(Evidence(Check.NUMERICS, "post-activation class means", Status.INFO, detail="zero"))
             return out
         v = metrics.nc2(Gp, "OF")
         tol = 2 * math.sqrt(inst.K) * 2 * math.sqrt(nG) * dth.value / nG
-        out.append(Evidence("numerics", "post-activation class means form an OF (nc2)", "pass" if v <= tol else "fail", v, tol,
+        out.append(Evidence(Check.NUMERICS, "post-activation class means form an OF (nc2)", Status.PASS if v <= tol else Status.FAIL, v, tol,
                             "2 ||Delta G||/||G|| with ||Delta G|| <= sqrt(K) 2 ||hbar|| dtheta"))
     elif name == "self_duality":
         W, Hbar = G["W"], G["Hbar"]
         Hc = Hbar - Hbar.mean(axis=1, keepdims=True)
         nW, nH = float(np.linalg.norm(W)), float(np.linalg.norm(Hc))
         if nW <= dth.value or nH <= dth.value:
-            out.append(Evidence("numerics", "self-duality", "info", detail="W or the class means are zero"))
+            out.append(Evidence(Check.NUMERICS, "self-duality", Status.INFO, detail="W or the class means are zero"))
             return out
         v = metrics.nc3_duality(W, Hc)
         tol = 2 * (dth.value * len(p["weights"]) / nW + dth.value / nH)
-        out.append(Evidence("numerics", "self-duality W^T proportional to centered class means (nc3)",
-                            "pass" if v <= tol else "fail", v, tol, "first-order bound 2(dW/||W|| + dh/||Hbar||)"))
+        out.append(Evidence(Check.NUMERICS, "self-duality W^T proportional to centered class means (nc3)",
+                            Status.PASS if v <= tol else Status.FAIL, v, tol, "first-order bound 2(dW/||W|| + dh/||Hbar||)"))
     return out
 
 

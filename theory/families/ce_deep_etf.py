@@ -11,7 +11,7 @@ import sympy as sp
 
 from theory import reduced as R
 from theory.errors import TheoryInputError
-from theory.etf import etf_minimizer
+from theory.etf import check_etf_instance, etf_minimizer
 from theory.families.mse_deep import ROTATIONS, sx
 from theory.instance import ExactInstance
 from theory.phase import ce_phase_boundaries, lam_h_values
@@ -26,14 +26,7 @@ def check_ce(I: ExactInstance) -> None:
     fam = FAMILY
     if I.loss != "ce":
         raise TheoryInputError(f"{fam} needs loss ce, got {I.loss!r}")
-    if not I.balanced:
-        raise TheoryInputError(f"{fam} needs balanced classes, got counts {list(I.counts)}")
-    if I.K < 2:
-        raise TheoryInputError(f"{fam} needs K >= 2 classes, got K = {I.K}")
-    if I.width < I.K - 1:
-        raise TheoryInputError(f"{fam} needs width d >= K - 1 (the simplex ETF spans K - 1 dimensions), got d = {I.width}")
-    if I.activation == "relu":
-        raise TheoryInputError(f"{fam} is deep linear: activation relu is not part of it")
+    check_etf_instance(fam, I)
 
 
 def derive_ce(I: ExactInstance, dps: int) -> Prediction:
@@ -109,5 +102,5 @@ class CeDeepEtf:
 
     def critical_values(self, I: ExactInstance) -> dict[str, list[float]]:
         M = I.depth
-        b = ce_phase_boundaries(I.K, M, sp.Integer(I.counts[0]), I.lam_h * sp.Mul(*I.lam_w), I.lam_w, I.lam_h, 30)
+        b = ce_phase_boundaries(I.K, M, sp.Integer(I.counts[0]), I.lam_h * sp.Mul(*I.lam_w), I.lam_w, I.lam_h, 40)
         return {"lam_h": lam_h_values(b)}

@@ -36,7 +36,7 @@ import sympy as sp
 
 from theory import reduced as R
 from theory.errors import TheoryInputError
-from theory.etf import etf_minimizer
+from theory.etf import check_etf_instance, etf_minimizer
 from theory.families.mse_deep import ROTATIONS, sx as _sx
 from theory.instance import ExactInstance
 from theory.numbers import exact_number
@@ -381,14 +381,7 @@ def _check_margin_instance(F: "EtfMarginFamily", I: ExactInstance) -> tuple[sp.E
         raise TheoryInputError(f"{F.name} needs --loss {usage}, got {I.loss!r}")
     if len(params) != len(F.param_names):
         raise TheoryInputError(f"{F.name} needs the loss parameters {usage}, got {I.loss!r}")
-    if not I.balanced:
-        raise TheoryInputError(f"{F.name} needs balanced classes, got counts {list(I.counts)}")
-    if I.K < 2:
-        raise TheoryInputError(f"{F.name} needs K >= 2 classes, got K = {I.K}")
-    if I.width < I.K - 1:
-        raise TheoryInputError(f"{F.name} needs width d >= K - 1 (the simplex ETF spans K - 1 dimensions), got d = {I.width}")
-    if I.activation == "relu":
-        raise TheoryInputError(f"{F.name} is deep linear: activation relu is not part of it")
+    check_etf_instance(F.name, I)
     if I.bias and not F.shift_invariant:
         raise TheoryInputError(f"{F.name}: a bias is supported only for shift-invariant losses (l(z + t 1) = l(z))")
     return params

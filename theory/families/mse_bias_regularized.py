@@ -18,7 +18,7 @@ import sympy as sp
 
 from theory import reduced as R
 from theory.errors import TheoryInputError
-from theory.families.mse_deep import ROTATIONS, sx as _sx
+from theory.families.mse_deep import ROTATIONS, mse_critical_lam_h, sx as _sx
 from theory.instance import ExactInstance
 from theory.phase import mse_thresholds
 from theory.prediction import Exact, GramTarget, PhaseBoundary, Prediction, SingularValues
@@ -226,8 +226,4 @@ class MseBiasRegularized:
         M, N, n = I.depth, I.N, I.counts[0]
         L_pow = I.lam_h * sp.Mul(*I.lam_w)
         _, lam_star = bias_reg_boundary(M, sp.Integer(N), sp.Integer(n), L_pow)
-        th = mse_thresholds(M)
-        prod_w = sp.Mul(*I.lam_w)
-        lam_h = sorted({float(sp.N(rho * sp.Integer(n) ** M / (sp.Integer(N) ** (M + 1) * prod_w), 30))
-                        for rho in (th.rho_global, th.rho_exist)})
-        return {"lam_b": [] if lam_star is None else [float(sp.N(lam_star, 30))], "lam_h": lam_h}
+        return {"lam_b": [] if lam_star is None else [float(sp.N(lam_star, 30))], "lam_h": mse_critical_lam_h(I)}
