@@ -4,8 +4,11 @@ torch and numpy only (never SymPy). Submodules:
 
 * ``numerics.problem``  -- ``Instance`` (dependency-free description of a problem) and its validation;
 * ``numerics.models``   -- labels Y, parameters, the objectives (deep linear / extended UFM, MSE / CE);
-* ``numerics.solvers``  -- ``gd`` (momentum), ``lbfgs`` (strong Wolfe) and multi-start;
-* ``numerics.starts``   -- ``INIT_KINDS``, ``balanced_start`` and ``multistart`` (seeded starts cycling through kinds);
+* ``numerics.solvers``  -- one-at-a-time ``gd`` (momentum), ``lbfgs`` (strong Wolfe): the reference solvers;
+* ``numerics.batched``  -- the batched solvers (many instances x starts per call, CPU or CUDA): L-BFGS with
+  per-problem line searches and a Newton-CG polish, momentum GD; exact padding of different shapes;
+* ``numerics.starts``   -- the start portfolio (``PORTFOLIO``: Gaussian at several scales, balanced spectral,
+  low-rank), ``solve_instances`` (batched) and ``multistart`` (batched, or ``engine="loop"``);
 * ``numerics.diagnostics`` -- ``hessian_info``, ``objective_scale``, ``evaluate_point``, ``parameter_count`` at a point;
 * ``numerics.metrics``  -- NC1 / NC2 / NC3, spectra, balancedness residuals, ``measure``;
 * ``numerics.ground_truth`` -- M = 1 MSE global minimum by singular-value soft-thresholding (numpy).

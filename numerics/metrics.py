@@ -325,3 +325,41 @@ def _pair(name: str, A: np.ndarray, B: np.ndarray) -> dict:
     ab = _fro(A - B)
     scale = _fro(A) + _fro(B)
     return {"pair": name, "abs": ab, "rel": ab / scale if scale > 0 else 0.0}
+
+
+# ---------------------------------------------------------------------------------------------
+# distinct end points of a multi-start solve
+# ---------------------------------------------------------------------------------------------
+#: two end points are the same when their objectives agree to END_RTOL (relative)
+END_RTOL = 1e-9
+
+
+def distinct_end_points(inst: Instance, runs: Sequence[Any], rtol: float = END_RTOL,
+                        zero_atol: float = ZERO_ATOL) -> list[dict]:
+    """The distinct end points of solver runs (objects with ``objective``, ``start``, ``stop_reason``, ``params``),
+    lowest objective first: runs whose objectives agree to ``rtol`` form one end point. For each: the objective
+    (lowest of the group), the starts and stop reasons, the rank of W = W_M...W_1 (singular values above
+    ``zero_atol`` * max(1, ||W||_2)) and the collapsed classes (rows k of W with ||w_k|| <= the same threshold:
+    the model never predicts class k). Non-finite runs form one group with objective None."""
+    finite = sorted((r for r in runs if math.isfinite(r.objective)), key=lambda r: r.objective)
+    groups: list[list[Any]] = []
+    for r in finite:
+        if groups and abs(r.objective - groups[-1][0].objective) <= rtol * max(abs(r.objective), 1e-300):
+            groups[-1].append(r)
+        else:
+            groups.append([r])
+    out = []
+    for g in groups:
+        Ws, _, _ = _unpack(g[0].params)
+        W = product(Ws)
+        sv = np.linalg.svd(W, compute_uv=False) if W.size else np.zeros(0)
+        thr = zero_atol * max(1.0, float(sv.max()) if sv.size else 0.0)
+        rows = np.linalg.norm(W, axis=1)
+        out.append({"objective": float(g[0].objective), "starts": [int(r.start) for r in g],
+                    "stop_reasons": [r.stop_reason for r in g], "rank": int((sv > thr).sum()),
+                    "collapsed_classes": [int(k) for k in range(inst.K) if rows[k] <= thr]})
+    bad = [r for r in runs if not math.isfinite(r.objective)]
+    if bad:
+        out.append({"objective": None, "starts": [int(r.start) for r in bad], "stop_reasons": [r.stop_reason for r in bad],
+                    "rank": None, "collapsed_classes": None})
+    return out

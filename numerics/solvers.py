@@ -71,6 +71,7 @@ class RunResult:
     seconds: float
     start: int = 0
     message: str = ""
+    snapshots: list | None = None  # [(iteration, flat parameter vector)] when a batched gd run was asked for them
 
     def summary(self) -> dict:
         """JSON-ready summary (no parameters, no history)."""
@@ -83,8 +84,9 @@ class RunResult:
 
 @dataclass
 class MultiStartResult:
-    """All runs of a multi-start solve. ``best``: the run with the lowest finite objective (a diverged
-    run if none is finite). ``spread``: (min, max) objective over the converged runs (None if none)."""
+    """All runs of a multi-start solve. ``best``: the run with the lowest finite objective among the runs that
+    did not diverge (a diverged run only if every run diverged: its point is the last finite iterate, not a
+    minimizer). ``spread``: (min, max) objective over the converged runs (None if none)."""
 
     runs: list[RunResult]
     best: RunResult = field(init=False)
@@ -93,7 +95,7 @@ class MultiStartResult:
     def __post_init__(self) -> None:
         if not self.runs:
             raise InstanceError("a multi-start result needs at least one run")
-        finite = [r for r in self.runs if math.isfinite(r.objective)]
+        finite = [r for r in self.runs if math.isfinite(r.objective) and r.stop_reason != "diverged"]
         self.best = min(finite, key=lambda r: r.objective) if finite else self.runs[0]
         conv = [r.objective for r in self.runs if r.stop_reason == "converged"]
         self.spread = (min(conv), max(conv)) if conv else None

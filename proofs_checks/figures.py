@@ -69,41 +69,45 @@ def singular_values_figure(data: dict, path: Path) -> str | None:
     return str(path)
 
 
-def nc_trajectory(inst, seed: int = 0, iters: int = 3000, every: int = 50) -> dict:
-    """NC metrics along one gd run (lr 0.1, momentum 0.9, init N(0, 0.1^2)), measured every ``every`` steps.
+def nc_trajectories(insts: list, seed: int = 0, iters: int = 3000, every: int = 50) -> list[dict]:
+    """NC metrics along one gd run per instance (lr 0.1, momentum 0.9, init N(0, 0.1^2) from seed ``seed``), all
+    runs in one batched solve (``numerics.batched``), measured every ``every`` steps.
 
     Features and classifier as the claims use them: H and W = W_M...W_1 for the deep linear model;
     the post-ReLU features s(W_1 H) and W_2 for the ReLU model. NC2 target: OF (ETF with a bias or CE)."""
     import torch
 
-    from numerics import metrics, models, solvers
+    from numerics import batched, metrics, models
 
-    gen = torch.Generator().manual_seed(seed)
-    p0 = models.init_params(inst, gen)
-    rec: dict[str, list] = {"it": [], "nc1": [], "nc2_W": [], "nc3": [], "objective": []}
-    target = "ETF" if (inst.bias or inst.loss == "ce") else "OF"
+    problems = [batched.Problem(i, models.init_params(i, torch.Generator().manual_seed(seed)), seed=seed, kind="std 0.1")
+                for i in insts]
+    runs = batched.solve_problems(problems, solver="gd", max_iter=iters, grad_tol=0.0, snapshot_every=every)
+    out = []
+    for inst, run in zip(insts, runs):
+        rec: dict[str, list] = {"it": [], "nc1": [], "nc2_W": [], "nc3": [], "objective": []}
+        target = "ETF" if (inst.bias or inst.loss == "ce") else "OF"
+        for it, x in run.snapshots or []:
+            p = models.Params.unflatten(inst, x).to_numpy()
+            if inst.activation == "relu":
+                feats = np.maximum(p["weights"][0] @ p["H"], 0.0)
+                W = metrics.product(p["weights"][1:])
+            else:
+                feats, W = p["H"], metrics.product(p["weights"])
+            Hbar = metrics.class_means(feats, inst.counts)
+            if target == "ETF":
+                Hbar = Hbar - Hbar.mean(axis=1, keepdims=True)
+            rec["it"].append(it)
+            rec["nc1"].append(metrics.nc1(feats, inst.counts))
+            rec["nc2_W"].append(metrics.nc2(W @ W.T, target))
+            rec["nc3"].append(metrics.nc3_duality(W, Hbar))
+            rec["objective"].append(run.history[it] if it < len(run.history) else float("nan"))
+        out.append(rec)
+    return out
 
-    def cb(it, fv, gn, evals, x=None):
-        if it % every or x is None:
-            return False
-        p = models.Params.unflatten(inst, x.detach()).to_numpy()
-        if inst.activation == "relu":
-            feats = np.maximum(p["weights"][0] @ p["H"], 0.0)
-            W = metrics.product(p["weights"][1:])
-        else:
-            feats, W = p["H"], metrics.product(p["weights"])
-        Hbar = metrics.class_means(feats, inst.counts)
-        if target == "ETF":
-            Hbar = Hbar - Hbar.mean(axis=1, keepdims=True)
-        rec["it"].append(it)
-        rec["nc1"].append(metrics.nc1(feats, inst.counts))
-        rec["nc2_W"].append(metrics.nc2(W @ W.T, target))
-        rec["nc3"].append(metrics.nc3_duality(W, Hbar))
-        rec["objective"].append(fv)
-        return False
 
-    solvers.gd(inst, p0, max_iter=iters, callback=cb, grad_tol=0.0)
-    return rec
+def nc_trajectory(inst, seed: int = 0, iters: int = 3000, every: int = 50) -> dict:
+    """``nc_trajectories`` of one instance."""
+    return nc_trajectories([inst], seed=seed, iters=iters, every=every)[0]
 
 
 def nc_along_gd_figure(data: dict, path: Path, seed: int = 0) -> str | None:
@@ -114,9 +118,8 @@ def nc_along_gd_figure(data: dict, path: Path, seed: int = 0) -> str | None:
     if not ths:
         return None
     fig, axes = plt.subplots(1, 3, figsize=(14, 4))
-    for th in ths:
-        inst = next((e for e in th.examples if e.balanced), th.examples[0])
-        rec = nc_trajectory(inst, seed=seed)
+    insts = [next((e for e in th.examples if e.balanced), th.examples[0]) for th in ths]
+    for th, rec in zip(ths, nc_trajectories(insts, seed=seed)):
         for ax, key in zip(axes, ("nc1", "nc2_W", "nc3")):
             y = np.maximum(np.array(rec[key], dtype=float), 1e-17)
             ax.semilogy(rec["it"], y, label=th.id)

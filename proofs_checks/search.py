@@ -85,11 +85,11 @@ def search_theorem(theorem: Theorem, budget: Budget, *, seed: int = 0, solver: s
     say = progress or (lambda msg: None)
     starts = max(budget.starts, theorem.min_starts)
     res = TheoremResult(theorem, "inconclusive", "")
-    # 1. full checks on the fixed examples
-    for inst in theorem.examples:
-        say(f"{theorem.id}: example {inst.cli_flags()}")
-        res.checks.append(verify.check(theorem, inst, solver=solver, starts=starts, seed=seed,
-                                       record_history=True))
+    # 1. full checks on the fixed examples (one batched solve)
+    if theorem.examples:
+        say(f"{theorem.id}: {len(theorem.examples)} examples")
+        res.checks.extend(verify.check_many(theorem, theorem.examples, solver=solver, starts=starts, seed=seed,
+                                            record_history=True))
     # 2. cheap search with shrinking; the first drawn instances also get the full check
     drawn: list[Instance] = []  # instances of the generate phase (before the first refutation)
     failing: list[Instance] = []
@@ -111,9 +111,10 @@ def search_theorem(theorem: Theorem, budget: Budget, *, seed: int = 0, solver: s
         probe()
     except _Refuted:
         pass
-    for inst in spread(drawn, budget.numeric_instances):
-        say(f"{theorem.id}: numeric check {inst.cli_flags()}")
-        res.checks.append(verify.check(theorem, inst, solver=solver, starts=starts, seed=seed))
+    numeric = spread(drawn, budget.numeric_instances)
+    if numeric:
+        say(f"{theorem.id}: numeric checks of {len(numeric)} drawn instances (one batched solve)")
+        res.checks.extend(verify.check_many(theorem, numeric, solver=solver, starts=starts, seed=seed))
     if failing:
         smallest = failing[-1]  # Hypothesis replays the shrunk example last
         say(f"{theorem.id}: confirming counterexample {smallest.cli_flags()}")

@@ -201,28 +201,32 @@ def test_multistart_kinds_seeds_and_order(solver):
     inst = Instance(counts=(2, 3), width=2, depth=2, lam_w=(0.02, 0.02), lam_h=0.02)
     kw = dict(solver=solver, starts=5, seed=7, device="cpu", max_iter=25)
     res = starts.multistart(inst, **kw)
-    assert starts.INIT_KINDS == ("std 0.1", "balanced", "std 1", "balanced")
+    assert starts.PORTFOLIO[:5] == ("std 0.1", "balanced", "low-rank", "std 1", "balanced")
     assert [r.start for r in res.runs] == list(range(5))
     assert [r.seed for r in res.runs] == [7 + i for i in range(5)]
     for i, r in enumerate(res.runs):
-        assert r.message.endswith(f"init {starts.INIT_KINDS[i % 4]}")
+        assert r.message.endswith(f"init {starts.portfolio_start(inst, i, 7)[1]}")
         assert r.solver == solver
     # the same call gives the same numbers
     again = starts.multistart(inst, **kw)
     for a, b in zip(res.runs, again.runs):
         assert torch.equal(a.params.flatten(), b.params.flatten()) and a.history == b.history
     assert res.best.objective == min(r.objective for r in res.runs)
-    # each start is the documented run: Gaussian kinds = solvers.solve at seed + i, balanced = balanced_start
-    for i, r in enumerate(res.runs):
-        kind = starts.INIT_KINDS[i % 4]
+    # the one-at-a-time engine runs each documented start with the reference solver: Gaussian kinds are
+    # init_params at seed + i, balanced = balanced_start at seed + i
+    loop = starts.multistart(inst, engine="loop", **kw)
+    for i, r in enumerate(loop.runs):
+        kind = starts.PORTFOLIO[i]
+        gen = torch.Generator().manual_seed(7 + i)
         if kind == "balanced":
-            p0 = starts.balanced_start(inst, torch.Generator().manual_seed(7 + i), "cpu")
-            ref = getattr(solvers, solver)(inst, p0, max_iter=25, seed=7 + i, start=i)
+            p0 = starts.balanced_start(inst, gen, "cpu")
+        elif kind.startswith("std"):
+            p0 = models.init_params(inst, gen, std=float(kind.split()[1]))
         else:
-            ref = solvers.solve(inst, solver=solver, starts=1, seed=7 + i, device="cpu", max_iter=25,
-                                init_std=0.1 if kind == "std 0.1" else 1.0).runs[0]
+            p0 = starts.low_rank_start(inst, gen, 1, "cpu")
+        ref = getattr(solvers, solver)(inst, p0, max_iter=25, seed=7 + i, start=i)
         assert torch.equal(ref.params.flatten(), r.params.flatten()) and ref.history == r.history
-        assert r.message == (ref.message + "; " if ref.message else "") + f"init {kind}"
+        assert r.message == (ref.message + "; " if ref.message else "") + f"init {starts.portfolio_start(inst, i, 7)[1]}"
 
 
 def test_multistart_default_budget_converges():

@@ -23,7 +23,9 @@ def _add_solver_args(p: argparse.ArgumentParser) -> None:
     g.add_argument("--grad-tol", type=float, default=None, help="gradient-norm tolerance (solver default if unset)")
     g.add_argument("--lr", type=float, default=0.1, help="gd learning rate (default %(default)s)")
     g.add_argument("--momentum", type=float, default=0.9, help="gd momentum (default %(default)s)")
-    g.add_argument("--init-std", type=float, default=0.1, help="initialization N(0, std^2) (default %(default)s)")
+    g.add_argument("--init-std", type=float, default=None,
+                   help="every start Gaussian N(0, std^2) (the papers' protocol) instead of the start portfolio "
+                        "(Gaussian at several scales, balanced spectral, low-rank; numerics.starts)")
 
 
 def _check_solver_args(args: argparse.Namespace) -> None:
@@ -33,7 +35,7 @@ def _check_solver_args(args: argparse.Namespace) -> None:
         raise UsageError(f"--max-iter must be >= 1, got {args.max_iter}")
     for name in ("lr", "init_std"):
         v = getattr(args, name)
-        if not (math.isfinite(v) and v > 0):
+        if v is not None and not (math.isfinite(v) and v > 0):
             raise UsageError(f"--{name.replace('_', '-')} must be a finite number > 0, got {v}")
     if not (math.isfinite(args.momentum) and 0 <= args.momentum < 1):
         raise UsageError(f"--momentum must be in [0, 1), got {args.momentum}")
@@ -42,21 +44,26 @@ def _check_solver_args(args: argparse.Namespace) -> None:
 
 
 def run_solve(inst, args: argparse.Namespace, console) -> dict:
-    """Multi-start solve of ``inst`` with a progress bar; returns the JSON-ready result."""
+    """Multi-start solve of ``inst`` (the start portfolio, batched) with a progress bar; the JSON-ready result:
+    the best end point's measurements, every run, and every distinct end point (``distinct_end_points``)."""
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-    from numerics import metrics, solvers
+    from numerics import metrics, starts
 
     quiet = getattr(args, "json", False) or not console.is_terminal
     with Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
                   console=console, transient=True, disable=quiet) as progress:
-        task = progress.add_task(f"{args.solver}: random starts", total=args.starts)
-        res = solvers.solve(
+        task = progress.add_task(f"{args.solver}: starts", total=args.starts)
+        res = starts.multistart(
             inst, solver=args.solver, starts=args.starts, seed=args.seed, device=args.device,
             init_std=args.init_std, max_iter=args.max_iter, grad_tol=args.grad_tol, lr=args.lr,
-            momentum=args.momentum, progress=lambda i, run: progress.advance(task),
+            momentum=args.momentum, progress=lambda done, total: progress.update(task, completed=done),
         )
     best = res.best
+    if best.stop_reason == "diverged" or not math.isfinite(best.objective):
+        raise UsageError(f"every start diverged (non-finite objective or gradient) on this instance; the parameters "
+                         f"are outside what float64 can represent (lambda_H = {inst.lam_h:g}, "
+                         f"lambda_W = {', '.join(f'{v:g}' for v in inst.lam_w)})")
     out = metrics.measure(inst, best.params)
     geometry = getattr(args, "geometry", None)
     if geometry:
@@ -66,14 +73,15 @@ def run_solve(inst, args: argparse.Namespace, console) -> dict:
         "stop_reason": best.stop_reason,
         "solver": args.solver,
         "seed": args.seed,
-        "best_start": res.runs.index(best),
+        "best_start": best.start,
         "iterations": best.iterations,
         "grad_evals": best.grad_evals,
         "grad_norm": best.grad_norm,
         "device": best.device,
-        "runs": [{"start": i, "seed": r.seed, "stop_reason": r.stop_reason, "objective": r.objective,
-                  "iterations": r.iterations, "grad_evals": r.grad_evals, "grad_norm": r.grad_norm,
-                  "seconds": r.seconds} for i, r in enumerate(res.runs)],
+        "runs": [{"start": r.start, "seed": r.seed, "init": r.message.rpartition("init ")[2] if "init " in r.message else "",
+                  "stop_reason": r.stop_reason, "objective": r.objective, "iterations": r.iterations,
+                  "grad_evals": r.grad_evals, "grad_norm": r.grad_norm, "seconds": r.seconds} for r in res.runs],
+        "distinct_end_points": metrics.distinct_end_points(inst, res.runs),
     })
     return out
 
@@ -102,13 +110,20 @@ def print_solve(out: dict, console) -> None:
     console.print(f"[bold]Instance[/bold]: loss={inst['loss']} counts={inst['counts']} d={inst['width']} "
                   f"M={inst['depth']} lambda_W={inst['lam_w']} lambda_H={inst['lam_h']} bias={inst['bias']} "
                   f"lambda_b={inst['lam_b']} activation={inst['activation'] or 'none (deep linear)'}")
-    runs = Table(title=f"{out['solver']} runs (seed {out['seed']})")
-    for col in ("start", "stop reason", "iterations", "grad evals", "objective", "grad norm", "seconds"):
+    runs = Table(title=f"{out['solver']} runs (seed {out['seed']}; seconds = batch time / starts)")
+    for col in ("start", "init", "stop reason", "iterations", "grad evals", "objective", "grad norm", "seconds"):
         runs.add_column(col)
     for r in out["runs"]:
-        runs.add_row(str(r["start"]), r["stop_reason"], str(r["iterations"]), str(r["grad_evals"]),
+        runs.add_row(str(r["start"]), r["init"], r["stop_reason"], str(r["iterations"]), str(r["grad_evals"]),
                      fmt(r["objective"], 15), fmt(r["grad_norm"], 3), fmt(r["seconds"], 3))
     console.print(runs)
+    ends = Table(title="Distinct end points (objective within 1e-9 relative; rank of W = W_M...W_1 H-class means)")
+    for col in ("objective", "starts", "stop reasons", "rank of W", "collapsed classes"):
+        ends.add_column(col)
+    for e in out["distinct_end_points"]:
+        ends.add_row(fmt(e["objective"], 15), ",".join(map(str, e["starts"])), ",".join(sorted(set(e["stop_reasons"]))),
+                     str(e["rank"]), ",".join(map(str, e["collapsed_classes"])) or "none")
+    console.print(ends)
     console.print(f"[bold]Best[/bold] (start {out['best_start']}): objective = {out['objective']:.15g}  "
                   f"stop = {out['stop_reason']}  |grad| = {fmt(out['grad_norm'], 3)}")
     parts = out.get("objective_parts", {})

@@ -227,12 +227,12 @@ def check_reduction(key: str, ctx: Ctx) -> list[Outcome]:
     gaps: list[float] = []
 
     def solver_t(size) -> Iterable[Trial]:
-        from numerics.starts import multistart
+        from numerics.starts import solve_instances
 
-        for inst in by_size[size]:
+        insts = by_size[size]
+        starts = max(b.solver_starts, 6 if any(i.activation == "relu" for i in insts) else 0)
+        for inst, res in zip(insts, solve_instances(insts, solver="lbfgs", starts=starts, seed=ctx.seed)):
             fs = fstar(inst)
-            starts = max(b.solver_starts, 6 if inst.activation == "relu" else 0)
-            res = multistart(inst, solver="lbfgs", starts=starts, seed=ctx.seed)
             for r in res.runs:
                 p = r.params.to_numpy()
                 f, tol, origin = _objective(inst, p)

@@ -80,8 +80,8 @@ def gradient_blocks(inst: Instance, point: dict) -> dict:
 
 
 def solver_points(inst: Instance, ctx: Ctx, tag: str = "") -> list[dict]:
-    """End points of seeded multi-start L-BFGS (``proofs_checks.verify.multistart``: inits N(0, 0.1^2),
-    N(0, 1) and balanced-energy, seeds seed + i, ``ctx.budget.solver_starts`` starts) as numpy dicts
+    """End points of seeded multi-start L-BFGS (``numerics.starts.multistart``: the start portfolio, batched,
+    seeds seed + i, ``ctx.budget.solver_starts`` starts) as numpy dicts
     with the run's summary; ``tag`` names the calling check (kept for symmetry with ``Ctx.rng``)."""
     from numerics.starts import multistart
 

@@ -1,12 +1,13 @@
 """Checking one theorem on one instance: claim vs exact derivation vs constructed point vs numerics.
 
-``check`` runs the three stages of ``verify.stages`` (cheapest first) and decides the verdict with the pure
+``check`` (``check_many``: many instances, one batched solve) runs the three stages of ``verify.stages`` (cheapest first) and decides the verdict with the pure
 table of ``verify.decide``; ``cheap_check`` (used on every instance the search draws) runs the first two
 stages only. Evidence and verdicts are typed (``verify.evidence``).
 """
 from __future__ import annotations
 
 import time
+from typing import Sequence
 
 from numerics.problem import Instance
 from proofs_checks.verify.decide import decide
@@ -24,21 +25,43 @@ def reproduce_command(theorem, inst: Instance) -> str:
 def check(theorem, inst: Instance, *, solver: str = "lbfgs", starts: int = 3, seed: int = 0, device: str = "auto",
           max_iter: int | None = None, dps: int = 40, record_history: bool = False) -> CheckResult:
     """The verdict of ``theorem`` (a catalogue entry) on ``inst``: the three stages, then ``decide``."""
+    return check_many(theorem, [inst], solver=solver, starts=starts, seed=seed, device=device, max_iter=max_iter,
+                      dps=dps, record_history=record_history)[0]
+
+
+def check_many(theorem, insts: Sequence[Instance], *, solver: str = "lbfgs", starts: int = 3, seed: int = 0,
+               device: str = "auto", max_iter: int | None = None, dps: int = 40, record_history: bool = False
+               ) -> list[CheckResult]:
+    """``check`` of ``theorem`` on every instance of ``insts``, with one batched solve for all their starts
+    (``numerics.starts.solve_instances``); the same verdicts and numbers as checking them one by one."""
+    from numerics.starts import solve_instances
+
     t0 = time.perf_counter()
     theorem.prepare()
-    theorem.validate(inst)
-    claim = theorem.claim(inst)
-    deriv, ev = derivation_stage(theorem.family, claim, inst, dps)
-    claimed_f, pev = point_stage(claim, inst, deriv)
-    ev += pev
-    nev, num, best = numerics_stage(theorem, claim, inst, deriv, claimed_f, solver=solver, starts=starts, seed=seed,
-                                    device=device, max_iter=max_iter)
-    ev += nev
-    verdict, reason = decide(ev)
-    return CheckResult(theorem=theorem.id, instance=inst, verdict=verdict, reason=reason, evidence=ev,
-                       claim=prediction_json(claim), derivation=prediction_json(deriv), numerics=num,
-                       seconds=time.perf_counter() - t0, reproduce=reproduce_command(theorem, inst),
-                       history=getattr(best, "history", None) if record_history else None)
+    staged = []
+    for inst in insts:
+        theorem.validate(inst)
+        claim = theorem.claim(inst)
+        deriv, ev = derivation_stage(theorem.family, claim, inst, dps)
+        claimed_f, pev = point_stage(claim, inst, deriv)
+        staged.append((inst, claim, deriv, claimed_f, ev + pev))
+    t_exact = time.perf_counter() - t0
+    t1 = time.perf_counter()
+    results = solve_instances(list(insts), starts=starts, seed=seed, solver=solver, device=device, max_iter=max_iter)
+    t_solve = (time.perf_counter() - t1) / max(1, len(insts))
+    out = []
+    for (inst, claim, deriv, claimed_f, ev), res in zip(staged, results):
+        t2 = time.perf_counter()
+        nev, num, best = numerics_stage(theorem, claim, inst, deriv, claimed_f, solver=solver, starts=starts, seed=seed,
+                                        device=device, max_iter=max_iter, result=res)
+        ev = ev + nev
+        verdict, reason = decide(ev)
+        out.append(CheckResult(theorem=theorem.id, instance=inst, verdict=verdict, reason=reason, evidence=ev,
+                               claim=prediction_json(claim), derivation=prediction_json(deriv), numerics=num,
+                               seconds=t_exact / max(1, len(insts)) + t_solve + time.perf_counter() - t2,
+                               reproduce=reproduce_command(theorem, inst),
+                               history=getattr(best, "history", None) if record_history else None))
+    return out
 
 
 def cheap_check(theorem, inst: Instance, dps: int = 40) -> list[Evidence]:
@@ -51,6 +74,6 @@ def cheap_check(theorem, inst: Instance, dps: int = 40) -> list[Evidence]:
     return [e for e in ev if e.status is Status.FAIL]
 
 
-__all__ = ["check", "cheap_check", "decide", "reproduce_command", "Check", "Status", "Verdict", "VERDICTS",
+__all__ = ["check", "check_many", "cheap_check", "decide", "reproduce_command", "Check", "Status", "Verdict", "VERDICTS",
            "Evidence", "CheckResult", "compare_with_derivation", "construct_claimed_point", "point_evidence",
            "gram_from_target", "prediction_json", "derivation_stage", "point_stage", "numerics_stage"]

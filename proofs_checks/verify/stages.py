@@ -4,7 +4,7 @@
 1. ``derivation_stage``: the claim against the theory engine's exact derivation (40 digits);
 2. ``point_stage``: the point the claim describes, built explicitly (``theory.construct``), evaluated in float64
    (critical? objective = the claimed minimum?);
-3. ``numerics_stage``: multi-start float64 minimizers (``numerics.starts``), compared on the objective and, once
+3. ``numerics_stage``: multi-start float64 minimizers (``numerics.starts``: the start portfolio, batched), compared on the objective and, once
    the claimed minimum is reached, on every claimed quantity (``compare_shapes``).
 Quantities the claim leaves undetermined (None in the claim) are not compared. Every tolerance is derived
 (``proofs_checks.tolerances``) and printed with its origin.
@@ -19,7 +19,7 @@ import numpy as np
 
 from numerics import diagnostics, metrics
 from numerics.problem import Instance
-from numerics.starts import INIT_KINDS, multistart
+from numerics.starts import multistart
 from proofs_checks import tolerances as tl
 from proofs_checks.statement.theorem import SHAPE_CLAIMS
 from proofs_checks.verify.evidence import Check, Evidence, Status
@@ -368,20 +368,24 @@ def point_stage(claim: Prediction, inst: Instance, deriv: Prediction | None
 
 
 def numerics_stage(theorem: Any, claim: Prediction, inst: Instance, deriv: Prediction | None, claimed_f: float | None,
-                   *, solver: str, starts: int, seed: int, device: str = "auto", max_iter: int | None = None
-                   ) -> tuple[list[Evidence], dict, Any]:
-    """Stage 3: multi-start float64 minimizers; a point below the claimed minimum refutes, a best point at the
-    claimed minimum (MATCH) is compared on every claimed quantity. Returns (evidence, numerics summary, best run)."""
+                   *, solver: str, starts: int, seed: int, device: str = "auto", max_iter: int | None = None,
+                   result: Any = None) -> tuple[list[Evidence], dict, Any]:
+    """Stage 3: multi-start float64 minimizers (the start portfolio, batched; ``result`` = an already computed
+    ``MultiStartResult`` of these starts, e.g. from one batched solve of many instances); a point below the
+    claimed minimum refutes, a best point at the claimed minimum (MATCH) is compared on every claimed quantity.
+    Returns (evidence, numerics summary, best run)."""
     ev: list[Evidence] = []
-    res = multistart(inst, solver=solver, starts=starts, seed=seed, device=device, max_iter=max_iter)
+    res = result if result is not None else multistart(inst, solver=solver, starts=starts, seed=seed, device=device,
+                                                       max_iter=max_iter)
     best = res.best
-    num = {"solver": solver, "starts": starts, "seed": seed, "init_kinds": list(INIT_KINDS),
+    num = {"solver": solver, "starts": starts, "seed": seed, "init_kinds": [r.message.rpartition("init ")[2] for r in res.runs],
            "runs": [r.summary() for r in res.runs],
            "best_objective": best.objective, "best_stop_reason": best.stop_reason, "best_grad_norm": best.grad_norm}
     p = best.params.to_numpy()
     eval_tol = tl.evaluation(diagnostics.objective_scale(inst, best.params), diagnostics.parameter_count(p))
-    if not math.isfinite(best.objective):
-        ev.append(Evidence(Check.NUMERICS, "solver runs", Status.UNSETTLED, detail="every run diverged"))
+    if best.stop_reason == "diverged" or not math.isfinite(best.objective):
+        ev.append(Evidence(Check.NUMERICS, "solver runs", Status.UNSETTLED,
+                          detail="every run diverged (non-finite objective or gradient)"))
         return ev, num, best
     hess = diagnostics.hessian_info(inst, best.params.flatten())
     mu = hess.get("mu", 0.0) if hess.get("available") else 0.0

@@ -1,0 +1,135 @@
+"""Benchmark (not a test): the batched solver against the one-at-a-time reference on many small instances.
+
+Instances (seeded): K in 2..8, n_k in 1..10 per class (half balanced, half imbalanced), depth M in 1..4,
+width d in K..K+3, loss MSE or CE, every lambda log-uniform in [1e-4, 1e-1]; no bias. Each instance gets the
+start portfolio's first ``--starts`` starts (``numerics.starts``), solved
+
+* one at a time: ``numerics.solvers.lbfgs`` (torch.optim.LBFGS, strong Wolfe, + Newton-CG polish) per start;
+* batched: all instances x starts in one ``numerics.starts.solve_instances`` call.
+
+Both run in this process on one thread (``torch.set_num_threads(1)``), in float64, from the same initial points,
+to the same gradient tolerance. Reports the wall times, their ratio, per-instance milliseconds, the largest
+relative difference between the two paths' best objectives, agreement of stop reasons, and an arithmetic floor:
+the floating-point operations the batched path performed (matrix products and L-BFGS vector work, counted from
+the shapes and iteration counts) at this machine's measured large-matmul rate. Usage:
+
+    python benchmarks/bench_batched.py [--instances 256] [--starts 3] [--seed 0] [--device auto] [--json]
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import time
+
+import numpy as np
+import torch
+
+from numerics import batched, starts as st
+from numerics.problem import Instance
+
+
+def instances(count: int, seed: int) -> list[Instance]:
+    rng = np.random.default_rng(seed)
+    out = []
+    for i in range(count):
+        K = int(rng.integers(2, 9))
+        counts = [int(rng.integers(1, 11))] * K if i % 2 == 0 else [int(c) for c in rng.integers(1, 11, size=K)]
+        M = int(rng.integers(1, 5))
+        d = K + int(rng.integers(0, 4))
+        lam = lambda: float(10 ** rng.uniform(-4, -1))  # noqa: E731
+        out.append(Instance.create(counts, width=d, depth=M, lam_w=tuple(lam() for _ in range(M)), lam_h=lam(),
+                                   loss="mse" if rng.random() < 0.5 else "ce"))
+    return out
+
+
+def flops_per_eval(inst: Instance) -> float:
+    """Multiply-adds x 2 of one objective + gradient evaluation (forward products, backward = 2x forward)."""
+    K, d, N, M = inst.K, inst.width, inst.N, inst.depth
+    fwd = 2 * ((M - 1) * K * d * d + K * d * N) + 10 * K * N
+    return 3.0 * fwd
+
+
+def matmul_rate(device: torch.device) -> float:
+    """Flop/s of a large float64 matrix product on this device (one thread on the CPU)."""
+    A = torch.randn(512, 512, dtype=torch.float64, device=device)
+    A @ A
+    t0 = time.perf_counter()
+    reps = 8
+    for _ in range(reps):
+        A @ A
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+    return reps * 2 * 512 ** 3 / (time.perf_counter() - t0)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--instances", type=int, default=256)
+    ap.add_argument("--starts", type=int, default=3)
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--device", default="auto")
+    ap.add_argument("--skip-loop", action="store_true", help="time the batched path only")
+    ap.add_argument("--json", action="store_true")
+    args = ap.parse_args()
+    torch.set_num_threads(1)
+    insts = instances(args.instances, args.seed)
+    dev = batched.resolve_device(args.device)
+
+    t0 = time.perf_counter()
+    res_b = st.solve_instances(insts, starts=args.starts, seed=args.seed, device=args.device)
+    if dev.type == "cuda":
+        torch.cuda.synchronize()
+    t_batched = time.perf_counter() - t0
+
+    loop_seconds = None
+    diffs, reasons_equal, disagree = [], 0, []
+    if not args.skip_loop:
+        t0 = time.perf_counter()
+        res_l = [st.multistart(i, solver="lbfgs", starts=args.starts, seed=args.seed, device="cpu", engine="loop")
+                 for i in insts]
+        loop_seconds = time.perf_counter() - t0
+        for inst, a, b in zip(insts, res_l, res_b):
+            fa, fb = a.best.objective, b.best.objective
+            diffs.append(abs(fa - fb) / max(abs(fa), abs(fb), 1e-300))
+            reasons_equal += sum(ra.stop_reason == rb.stop_reason for ra, rb in zip(a.runs, b.runs))
+            if diffs[-1] > 1e-10:
+                disagree.append({"instance": inst.cli_flags(), "loop": fa, "batched": fb,
+                                 "lower": "batched" if fb < fa else "loop"})
+    runs = [r for m in res_b for r in m.runs]
+    evals = sum(r.grad_evals for r in runs)
+    iters = sum(r.iterations for r in runs)
+    n_par = {id(i): sum(int(np.prod(s)) for s in batched.models.shapes(i)) for i in insts}
+    work = 0.0
+    for inst, m in zip(insts, res_b):
+        n = n_par[id(inst)]
+        for r in m.runs:
+            work += r.grad_evals * flops_per_eval(inst) + r.iterations * (8 * batched.HISTORY + 20) * n
+    rate = matmul_rate(dev)
+    out = {
+        "instances": len(insts), "starts": args.starts, "problems": len(runs), "device": str(dev),
+        "loop_seconds": None if loop_seconds is None else round(loop_seconds, 3),
+        "batched_seconds": round(t_batched, 3),
+        "ratio": None if loop_seconds is None else round(loop_seconds / t_batched, 1),
+        "loop_ms_per_instance": None if loop_seconds is None else round(1000 * loop_seconds / len(insts), 2),
+        "batched_ms_per_instance": round(1000 * t_batched / len(insts), 3),
+        "max_rel_objective_diff": max(diffs) if diffs else None,
+        "objective_disagreements": None if loop_seconds is None else {
+            "count": len(disagree), "batched_lower": sum(d["lower"] == "batched" for d in disagree),
+            "loop_lower": sum(d["lower"] == "loop" for d in disagree), "instances": disagree},
+        "stop_reasons_equal": None if loop_seconds is None else f"{reasons_equal}/{len(runs)}",
+        "batched_stop_reasons": {k: sum(r.stop_reason == k for r in runs) for k in ("converged", "budget", "diverged")},
+        "batched_grad_evals": evals, "batched_iterations": iters,
+        "arithmetic_gflop": round(work / 1e9, 3), "matmul_gflops": round(rate / 1e9, 2),
+        "arithmetic_floor_seconds": round(work / rate, 4),
+        "batched_over_floor": round(t_batched / (work / rate), 1),
+    }
+    if args.json:
+        print(json.dumps(out, indent=2))
+    else:
+        for k, v in out.items():
+            print(f"{k:28s} {v}")
+
+
+if __name__ == "__main__":
+    main()
