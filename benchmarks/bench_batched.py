@@ -8,10 +8,13 @@ start portfolio's first ``--starts`` starts (``numerics.starts``), solved
 * batched: all instances x starts in one ``numerics.starts.solve_instances`` call.
 
 Both run in this process on one thread (``torch.set_num_threads(1)``), in float64, from the same initial points,
-to the same gradient tolerance. Reports the wall times, their ratio, per-instance milliseconds, the largest
+to the same gradient tolerance, after a warm-up call of each (one-time process costs are not per-instance costs). Reports the wall times, their ratio, per-instance milliseconds, the largest
 relative difference between the two paths' best objectives, agreement of stop reasons, and an arithmetic floor:
 the floating-point operations the batched path performed (matrix products and L-BFGS vector work, counted from
-the shapes and iteration counts) at this machine's measured large-matmul rate. Usage:
+the shapes and iteration counts) at this machine's measured large-matmul rate, and a memory floor: the bytes an
+L-BFGS iteration must stream at the real (unpadded) sizes at the measured copy bandwidth. Also: per start, whether
+both paths reached the same end point, and every instance whose best objectives differ (deep objectives have
+several local minima; from the same start the two line searches can end in different basins). Usage:
 
     python benchmarks/bench_batched.py [--instances 256] [--starts 3] [--seed 0] [--device auto] [--json]
 """
@@ -63,6 +66,20 @@ def matmul_rate(device: torch.device) -> float:
     return reps * 2 * 512 ** 3 / (time.perf_counter() - t0)
 
 
+def bandwidth(device: torch.device) -> float:
+    """Bytes/s of a large float64 copy (read + write) on this device."""
+    a = torch.randn(8_000_000, dtype=torch.float64, device=device)
+    b = torch.empty_like(a)
+    b.copy_(a)
+    t0 = time.perf_counter()
+    reps = 5
+    for _ in range(reps):
+        b.copy_(a)
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+    return reps * 2 * a.numel() * 8 / (time.perf_counter() - t0)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--instances", type=int, default=256)
@@ -76,6 +93,9 @@ def main() -> None:
     insts = instances(args.instances, args.seed)
     dev = batched.resolve_device(args.device)
 
+    # one-time process costs (torch.func's first call loads its machinery, about 1 s) are not per-instance costs
+    st.solve_instances(instances(2, args.seed + 1), starts=1, seed=0, device=args.device)
+    st.multistart(insts[0], solver="lbfgs", starts=1, seed=0, device="cpu", engine="loop", max_iter=5)
     t0 = time.perf_counter()
     res_b = st.solve_instances(insts, starts=args.starts, seed=args.seed, device=args.device)
     if dev.type == "cuda":
@@ -83,7 +103,7 @@ def main() -> None:
     t_batched = time.perf_counter() - t0
 
     loop_seconds = None
-    diffs, reasons_equal, disagree = [], 0, []
+    diffs, reasons_equal, disagree, same_start = [], 0, [], 0
     if not args.skip_loop:
         t0 = time.perf_counter()
         res_l = [st.multistart(i, solver="lbfgs", starts=args.starts, seed=args.seed, device="cpu", engine="loop")
@@ -93,6 +113,8 @@ def main() -> None:
             fa, fb = a.best.objective, b.best.objective
             diffs.append(abs(fa - fb) / max(abs(fa), abs(fb), 1e-300))
             reasons_equal += sum(ra.stop_reason == rb.stop_reason for ra, rb in zip(a.runs, b.runs))
+            same_start += sum(abs(ra.objective - rb.objective) <= 1e-10 * max(abs(ra.objective), 1e-300)
+                              for ra, rb in zip(a.runs, b.runs))
             if diffs[-1] > 1e-10:
                 disagree.append({"instance": inst.cli_flags(), "loop": fa, "batched": fb,
                                  "lower": "batched" if fb < fa else "loop"})
@@ -106,6 +128,11 @@ def main() -> None:
         for r in m.runs:
             work += r.grad_evals * flops_per_eval(inst) + r.iterations * (8 * batched.HISTORY + 20) * n
     rate = matmul_rate(dev)
+    bw = bandwidth(dev)
+    # memory floor: per iteration an L-BFGS step streams its memory twice (2 x 2m vectors) and about 25 passes of
+    # one vector (iterate, gradient, direction, trial point, products); at the real (unpadded) sizes
+    traffic = sum(r.iterations * (4 * batched.HISTORY + 25) * 8 * n_par[id(inst)]
+                  for inst, m in zip(insts, res_b) for r in m.runs)
     out = {
         "instances": len(insts), "starts": args.starts, "problems": len(runs), "device": str(dev),
         "loop_seconds": None if loop_seconds is None else round(loop_seconds, 3),
@@ -118,11 +145,15 @@ def main() -> None:
             "count": len(disagree), "batched_lower": sum(d["lower"] == "batched" for d in disagree),
             "loop_lower": sum(d["lower"] == "loop" for d in disagree), "instances": disagree},
         "stop_reasons_equal": None if loop_seconds is None else f"{reasons_equal}/{len(runs)}",
+        "same_end_point_per_start": None if loop_seconds is None else f"{same_start}/{len(runs)}",
         "batched_stop_reasons": {k: sum(r.stop_reason == k for r in runs) for k in ("converged", "budget", "diverged")},
         "batched_grad_evals": evals, "batched_iterations": iters,
         "arithmetic_gflop": round(work / 1e9, 3), "matmul_gflops": round(rate / 1e9, 2),
         "arithmetic_floor_seconds": round(work / rate, 4),
         "batched_over_floor": round(t_batched / (work / rate), 1),
+        "memory_traffic_gb": round(traffic / 1e9, 2), "bandwidth_gb_s": round(bw / 1e9, 1),
+        "memory_floor_seconds": round(traffic / bw, 3),
+        "batched_over_memory_floor": round(t_batched / (traffic / bw), 1),
     }
     if args.json:
         print(json.dumps(out, indent=2))

@@ -4,29 +4,35 @@ torch only (never SymPy). Each problem is an instance of ``numerics.models`` wit
 the objective, notation and normalizations are exactly those of ``numerics.models`` (f = data term +
 sum_j lambda_{W_j}/2 ||W_j||_F^2 + lambda_H/2 ||H||_F^2 + lambda_b/2 ||b||^2).
 
-Layout. Problems are grouped by structure (``group_key``: loss, bias, activation, depth M; for a registered
-loss also K). Inside a group every problem is padded exactly to the group's largest K, d and N:
+Layout (``Group``). Every problem with a built-in loss (MSE or CE, any depth, bias, activation) can share a
+batch; a registered loss shares only with the same loss and K (``group_key``). ``buckets`` splits the problems
+into batches of similar size. Inside a batch every problem is padded exactly to the largest K, d, N and depth:
 padded entries of W_1..W_M, H and b are zero and stay zero (their gradient is masked), padded samples carry
 weight 0 in the data term (the 1/N of each problem uses its own N), padded classes get logit -inf before the
-softmax (CE) and a zero target (MSE). So padding changes no objective and no gradient (tests check both).
+softmax (CE) and a zero target (MSE), a shallower problem's missing layers are frozen identities with no
+penalty, and a per-problem flag selects the loss and the ReLU. So padding changes no objective and no gradient
+(tests check both against ``numerics.models``). The gradient of the built-in losses is written out (chain rule
+through the weight products); a registered loss uses autograd.
 
 Solvers (per problem: own step, line search, memory, stop reason, counts, gradient norm, history):
 
-* ``lbfgs``: limited-memory BFGS in the compact representation (Byrd, Nocedal, Schnabel 1994), so one
-  iteration costs a fixed number of batched kernels whatever the memory; per-problem backtracking Armijo line
-  search run *asynchronously*: every outer step evaluates one trial point per problem, a rejected problem
-  shrinks its own step and retries at the next outer step while the others move on. Near a minimizer, where
-  f is flat at rounding level, a step is also accepted when f does not rise above rounding level
-  (``POLISH_SLACK`` |f|) and ||grad f|| decreases. A problem whose line search fails twice in a row (the
-  memory is reset after the first failure) goes to a Newton-CG polish: conjugate gradients on Hessian-vector
-  products from ``torch.func.vjp`` of ``torch.func.grad`` (the Hessian is symmetric), each step accepted only if
-  ||grad f|| decreases and f stays within rounding level.
-* ``gd``: the papers' full-batch gradient descent with heavy-ball momentum (v <- mu v + g, x <- x - lr v).
+* L-BFGS (``_lbfgs_run``) in the compact representation (Byrd, Nocedal, Schnabel 1994): a step streams the
+  memory twice whatever m, and the small m x m matrices are updated without reading it. Per-problem
+  backtracking Armijo line searches run *asynchronously*: every outer step evaluates one trial point per
+  problem; a rejected problem shrinks its own step and retries at the next outer step while the others move
+  on. A trial whose objective moved by no more than rounding level (``POLISH_SLACK`` |f|) is judged by
+  ||grad f|| instead; after ``FLAT_STEPS`` such trials, or a line search that fails twice (the memory is reset
+  after the first failure), the problem goes to a Newton-CG polish (``_polish``): conjugate gradients on
+  Hessian-vector products from ``torch.func.vjp`` of ``torch.func.grad`` (the Hessian is symmetric), each
+  Newton step accepted only if ||grad f|| decreases and f stays within rounding level.
+* ``gd`` (``_gd_run``): the papers' full-batch gradient descent with heavy-ball momentum
+  (v <- mu v + g, x <- x - lr v).
 
 Stop reasons as in ``numerics.solvers``: "converged" (||grad f||_2 <= grad_tol), "budget", "diverged"
-(non-finite objective or gradient: the returned point is the last finite one, never NaN).
-Active-set compaction: finished problems leave the working arrays (whenever fewer than half remain), so a
-hard problem runs alone at small cost and never holds the others back.
+(non-finite objective or gradient: the returned point is the last finite one, never NaN; +inf if none).
+Active-set compaction: finished problems leave the working arrays whenever fewer than half remain; once a
+batch is down to its slowest rows (``TAIL_ROWS``, ``TAIL_FRACTION``), those rows of every batch run together in
+one batch padded to them (``_merge``), so a few hard problems cost one batch's steps and never hold others back.
 
 Entry point: ``solve_problems(problems, solver=...)`` -> one ``numerics.solvers.RunResult`` per problem, in
 order. Same inputs, same numbers (deterministic kernels, no randomness inside the solver).
@@ -46,9 +52,10 @@ from numerics.problem import Instance, InstanceError
 from numerics.solvers import (GD_GRAD_TOL, GD_MAX_ITER, LBFGS_GRAD_TOL, LBFGS_MAX_ITER, POLISH_PATIENCE,
                               POLISH_SLACK, RunResult)
 
-#: L-BFGS memory (pairs). The compact form costs 4 batched products of size m x n per iteration.
-HISTORY = 30
-#: steps between exact recomputations of S^T Y and Y^T Y (see ``lbfgs``)
+#: L-BFGS memory m (pairs). A step streams the (2m x n) memory twice, which dominates its cost at large batches;
+#: on the benchmark's 768 problems m = 15 took 28 s, m = 10 28 s (one run hit its budget), m = 20 30 s, m = 30 36 s.
+HISTORY = 15
+#: steps between exact recomputations of S^T Y and Y^T Y (see ``_lbfgs_run``)
 REFRESH = 50
 #: Armijo constant and the largest number of consecutive step reductions before a line search "fails".
 ARMIJO_C1 = 1e-4
@@ -56,11 +63,11 @@ MAX_BACKTRACKS = 40
 #: A curvature pair (s, y) is stored only when s^T y > PAIR_COS ||s|| ||y|| (scale-free; torch's L-BFGS uses
 #: an absolute 1e-10, which freezes the memory near a minimizer).
 PAIR_COS = 1e-10
-#: Newton-CG polish: at most POLISH_STEPS Newton steps, CG to relative residual POLISH_CG_RTOL, CG_MAX iterations.
-POLISH_STEPS = 60
 #: after this many trial points at rounding level (no decrease of f beyond POLISH_SLACK |f|) since the last
 #: Armijo step, a problem goes to the polish
 FLAT_STEPS = 3
+#: Newton-CG polish: at most POLISH_STEPS Newton steps, CG to relative residual POLISH_CG_RTOL, CG_MAX iterations.
+POLISH_STEPS = 60
 POLISH_CG_RTOL = 1e-2
 CG_MAX = 100
 
@@ -287,12 +294,82 @@ class Group:
         return torch.where(self.is_ce, ce, mse)
 
     def value_and_grad(self, X: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """(f (B,), grad f (B, n) with padded coordinates zero)."""
-        Xr = X.detach().requires_grad_(True)
-        with torch.enable_grad():
-            f = self.objective(Xr)
-            (g,) = torch.autograd.grad(f.sum(), Xr)
-        return f.detach(), g * self.mask
+        """(f (B,), grad f (B, n) with padded coordinates zero). Built-in losses: the gradient written out (no
+        autograd graph: the chain rule through the weight products, below); a registered loss: autograd. Both
+        are tested against autograd of ``numerics.models.objective``."""
+        if self.registered:
+            Xr = X.detach().requires_grad_(True)
+            with torch.enable_grad():
+                f = self.objective(Xr)
+                (g,) = torch.autograd.grad(f.sum(), Xr)
+            return f.detach(), g * self.mask
+        with torch.no_grad():
+            return self._value_and_grad(X)
+
+    def _value_and_grad(self, X: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Z = C_L ... C_1 F (+ b 1^T) with F = H (linear) or s(W_1 H) (ReLU rows; then C = W_2..W_M), so with
+        A = C_L...C_1, S_j = C_L...C_{j+1}, Q_j = C_{j-1}...C_1 and D = dL/dZ: dA = D F^T, dC_j = S_j^T dA Q_j^T,
+        dF = A^T D, db = D 1; through the ReLU dW_1 = (dF * 1[pre > 0]) H^T, dH = W_1^T (dF * 1[pre > 0])."""
+        Ws, H, b = self.parts(X)
+        G = torch.zeros_like(X)
+        gWs, gH, gb = self.parts(G)
+        if self.any_relu:
+            pre = torch.bmm(Ws[0], H)
+            feats = torch.where(self.relu[:, None, None], torch.relu(pre), pre)
+            chain, gchain = Ws[1:], gWs[1:]
+        else:
+            feats, chain, gchain = H, Ws, gWs
+        L = len(chain)
+        suffix: list[torch.Tensor | None] = [None] * L  # S_j (None = identity for j = L)
+        for j in range(L - 2, -1, -1):
+            suffix[j] = chain[L - 1] if suffix[j + 1] is None and j == L - 2 else torch.bmm(suffix[j + 1], chain[j + 1])
+        A = chain[0] if L == 1 else torch.bmm(suffix[0], chain[0])
+        Z = torch.bmm(A, feats)
+        if b is not None:
+            Z = Z + b[:, :, None]
+        data, D = self._data_and_grad(Z)
+        dA = torch.bmm(D, feats.transpose(1, 2))
+        prefix: torch.Tensor | None = None  # Q_j (None = identity for j = 1)
+        for j in range(L):
+            T = dA if prefix is None else torch.bmm(dA, prefix.transpose(1, 2))
+            gchain[j].copy_(T if suffix[j] is None else torch.bmm(suffix[j].transpose(1, 2), T))
+            if j < L - 1:
+                prefix = chain[j] if prefix is None else torch.bmm(chain[j], prefix)
+        dF = torch.bmm(A.transpose(1, 2), D)
+        if self.any_relu:
+            dpre = dF * torch.where(self.relu[:, None, None], (pre > 0).to(dF.dtype), torch.ones_like(dF))
+            gWs[0].copy_(torch.bmm(dpre, H.transpose(1, 2)))
+            gH.copy_(torch.bmm(Ws[0].transpose(1, 2), dpre))
+        else:
+            gH.copy_(dF)
+        f = data
+        for j, W in enumerate(Ws):
+            lam = self.lam_w[:, j]
+            f = f + 0.5 * lam * (W * W).sum(dim=(1, 2))
+            gWs[j].add_(lam[:, None, None] * W)
+        f = f + 0.5 * self.lam_h * (H * H).sum(dim=(1, 2))
+        gH.add_(self.lam_h[:, None, None] * H)
+        if b is not None:
+            f = f + 0.5 * self.lam_b * (b * b).sum(dim=1)
+            gb.copy_(D.sum(dim=2) + self.lam_b[:, None] * b)
+        return f, G * self.mask
+
+    def _data_and_grad(self, Z: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """The built-in data terms and D = their gradient in Z (B, K, N): MSE w (Z - Y), CE w (softmax - onehot)."""
+        mse = ce = None
+        if self.any_mse:
+            R = self.w[:, None, :] * (Z - self.Y)
+            mse, D_mse = 0.5 * (R * (Z - self.Y)).sum(dim=(1, 2)), R
+        if self.any_ce:
+            Zc = Z + self.cls if self.padded_classes else Z
+            logp = torch.log_softmax(Zc, dim=1)
+            ce = -(self.w * logp.gather(1, self.y[:, None, :]).squeeze(1)).sum(dim=1)
+            D_ce = self.w[:, None, :] * (torch.exp(logp) - self.Y)
+        if mse is None:
+            return ce, D_ce
+        if ce is None:
+            return mse, D_mse
+        return torch.where(self.is_ce, ce, mse), torch.where(self.is_ce[:, None, None], D_ce, D_mse)
 
     def hvp_at(self, X: torch.Tensor) -> Callable[[torch.Tensor], torch.Tensor]:
         """V -> (Hessian of each problem at X) V: ``torch.func.vjp`` of ``torch.func.grad`` (reverse over reverse;

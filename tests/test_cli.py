@@ -83,3 +83,35 @@ def test_derive_theorem_defaults_and_unknown_id(capsys):
     assert rc == 0 and json.loads(out)["collapsed_classes"] == []
     rc, _, err = run_cli(capsys, "derive", "nope.theorem", "--counts", "2,2")
     assert rc == 2 and "nope.theorem" in err and len(err.strip().splitlines()) == 1
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_solve_best_start_is_any_start(capsys, seed):
+    """The best run may be any start (the crash was a tensor comparison when it was not start 0)."""
+    rc, out, _ = run_cli(capsys, "solve", "--counts", "2,2", "--seed", str(seed), "--json")
+    assert rc == 0
+    data = json.loads(out)
+    objs = {r["start"]: r["objective"] for r in data["runs"]}
+    assert objs[data["best_start"]] == min(objs.values())
+    ends = data["distinct_end_points"]
+    assert sorted(s for e in ends for s in e["starts"]) == [0, 1, 2]
+    assert ends[0]["objective"] == min(objs.values()) and ends[0]["rank"] == 2 and ends[0]["collapsed_classes"] == []
+
+
+def test_solve_default_reaches_the_derived_global_minimum_of_a_deep_imbalanced_instance(capsys):
+    flags = ["--loss", "mse", "--counts", "9,6,3,2", "--width", "6", "--depth", "3", "--lam-w", "0.003,0.006,0.004",
+             "--lam-h", "0.005"]
+    rc, out, _ = run_cli(capsys, "derive", "mse-deep", *flags, "--json")
+    assert rc == 0
+    fstar = float(json.loads(out)["objective"]["value"])
+    rc, out, _ = run_cli(capsys, "solve", *flags, "--json")
+    assert rc == 0
+    data = json.loads(out)
+    assert data["objective"] == pytest.approx(fstar, rel=1e-10) and data["stop_reason"] == "converged"
+    assert data["distinct_end_points"][0]["collapsed_classes"] == []  # every class alive at the global minimum
+
+
+def test_solve_absurd_lambda_is_a_clear_error(capsys):
+    rc, _, err = run_cli(capsys, "solve", "--counts", "2,2", "--width", "2", "--lam-h", "1e308")
+    assert rc == 2
+    assert "every start diverged" in err and "Traceback" not in err
