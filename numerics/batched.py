@@ -469,6 +469,21 @@ class _Work:
         return int(self.ids.numel())
 
 
+def _compact(work: _Work, alive: torch.Tensor, until: int, size: int) -> tuple[str, _Work, int]:
+    """After some rows finished: ("stop", ...) when none is left, ("return", the live rows, ...) when at most
+    ``until`` are left (the caller hands them on), else ("go", work, size) with the working rows compacted once
+    at most half of the last compacted ``size`` remain."""
+    remaining = int(alive.sum())
+    if remaining == 0:
+        return "stop", work, size
+    if remaining <= until:
+        return "return", work.keep(alive), size
+    if remaining <= size // 2:
+        work = work.keep(alive)
+        return "go", work, len(work)
+    return "go", work, size
+
+
 def _by_key(works: list[_Work]) -> list[list[_Work]]:
     """``works`` split by ``group_key`` (only works of one key can share a batch)."""
     out: dict[tuple, list[_Work]] = {}
@@ -698,14 +713,9 @@ def _lbfgs_run(work: _Work, out: _Out, *, max_iter: int, grad_tol: float, stalle
             if progress is not None:
                 progress()
             s["alive"] = alive = alive & ~done
-            remaining = int(alive.sum())
-            if remaining == 0:
-                return None
-            if remaining <= until:
-                return work.keep(alive)
-            if remaining <= size // 2:
-                work = work.keep(alive)
-                size = len(work)
+            what, work, size = _compact(work, alive, until, size)
+            if what != "go":
+                return None if what == "stop" else work
 
 
 def _polish(work: _Work, out: _Out, max_iter: int, grad_tol: float) -> None:
@@ -846,14 +856,9 @@ def _gd_run(work: _Work, out: _Out, *, lr: float, momentum: float, max_iter: int
         if bool(done.any()):
             if progress is not None:
                 progress()
-            remaining = int(alive.sum())
-            if remaining == 0:
-                return None
-            if remaining <= until:
-                return work.keep(alive)
-            if remaining <= size // 2:
-                work = work.keep(alive)
-                size = len(work)
+            what, work, size = _compact(work, alive, until, size)
+            if what != "go":
+                return None if what == "stop" else work
     return None
 
 
