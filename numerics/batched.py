@@ -90,11 +90,19 @@ def group_key(inst: Instance) -> tuple:
     return ("builtin",) if base in losses.BUILTIN else ("registered", inst.loss, inst.K)
 
 
+def _dims(inst: Instance) -> tuple[int, int, int, int, int]:
+    """(M, K, d, N, bias) of one instance: the sizes that padding takes the maximum of."""
+    return inst.depth, inst.K, inst.width, inst.N, int(inst.bias)
+
+
+def _size(dims: tuple[int, int, int, int, int]) -> int:
+    M, K, d, N, bias = dims
+    return (M - 1) * d * d + K * d + d * N + K * bias
+
+
 def padded_size(insts: Sequence[Instance]) -> int:
     """Length n of one padded flat vector for a group of ``insts`` (see ``Group``)."""
-    M, K = max(i.depth for i in insts), max(i.K for i in insts)
-    d, N = max(i.width for i in insts), max(i.N for i in insts)
-    return (M - 1) * d * d + K * d + d * N + (K if any(i.bias for i in insts) else 0)
+    return _size(tuple(max(col) for col in zip(*map(_dims, insts))))  # type: ignore[arg-type]
 
 
 def buckets(insts: Sequence[Instance], waste: float = 3.0) -> list[list[int]]:
@@ -106,20 +114,15 @@ def buckets(insts: Sequence[Instance], waste: float = 3.0) -> list[list[int]]:
         by_key.setdefault(group_key(inst), []).append(i)
     out: list[list[int]] = []
     for members in by_key.values():
-        members = sorted(members, key=lambda i: -models.num_params(insts[i]))
         cur: list[int] = []
-        dims = (0, 0, 0, 0, 0)  # running maxima of M, K, d, N, bias
-        for i in members:
-            t = insts[i]
-            nd = (max(dims[0], t.depth), max(dims[1], t.K), max(dims[2], t.width), max(dims[3], t.N),
-                  max(dims[4], int(t.bias)))
-            size = (nd[0] - 1) * nd[2] ** 2 + nd[1] * nd[2] + nd[2] * nd[3] + nd[1] * nd[4]
-            if cur and size > waste * models.num_params(t):
+        dims = (0, 0, 0, 0, 0)  # running maxima over the current batch
+        for i in sorted(members, key=lambda i: -models.num_params(insts[i])):
+            new = tuple(max(a, b) for a, b in zip(dims, _dims(insts[i])))
+            if cur and _size(new) > waste * models.num_params(insts[i]):  # type: ignore[arg-type]
                 out.append(cur)
-                cur = []
-                nd = (t.depth, t.K, t.width, t.N, int(t.bias))
+                cur, new = [], _dims(insts[i])
             cur.append(i)
-            dims = nd
+            dims = new  # type: ignore[assignment]
         out.append(cur)
     return out
 
@@ -946,6 +949,6 @@ def solve_problems(problems: Sequence[Problem], *, solver: str = "lbfgs", device
         results.append(RunResult(params=params, objective=fval,
                                  stop_reason=out.reason[i], iterations=out.iters[i], grad_evals=out.evals[i],
                                  grad_norm=out.gn[i], history=hists[i], seed=pb.seed, solver=solver, device=str(dev),
-                                 seconds=secs, start=pb.start, message=msg,
+                                 seconds=secs, start=pb.start, message=msg, init=pb.kind,
                                  snapshots=out.snaps[i] if snapshot_every > 0 else None))
     return results

@@ -72,6 +72,7 @@ class RunResult:
     start: int = 0
     message: str = ""
     snapshots: list | None = None  # [(iteration, flat parameter vector)] when a batched gd run was asked for them
+    init: str = ""  # the start's kind ("std 0.1", "balanced", "low-rank 3", ...) when it came from numerics.starts
 
     def summary(self) -> dict:
         """JSON-ready summary (no parameters, no history)."""
@@ -79,7 +80,7 @@ class RunResult:
                 "objective": self.objective if math.isfinite(self.objective) else None,
                 "iterations": self.iterations, "grad_evals": self.grad_evals,
                 "grad_norm": self.grad_norm if math.isfinite(self.grad_norm) else None,
-                "device": self.device, "seconds": self.seconds, "message": self.message}
+                "device": self.device, "seconds": self.seconds, "message": self.message, "init": self.init}
 
 
 @dataclass

@@ -153,6 +153,7 @@ def multistart(inst: Instance, *, solver: str, starts: int, seed: int, device: s
         run = (solvers.gd(inst, p0, lr=lr, momentum=momentum, seed=int(seed) + i, start=i, **kw) if solver == "gd"
                else solvers.lbfgs(inst, p0, seed=int(seed) + i, start=i, **kw))
         run.message = (run.message + "; " if run.message else "") + f"init {kind}"
+        run.init = kind
         runs.append(run)
         if progress is not None:
             progress(i + 1, int(starts))

@@ -211,7 +211,8 @@ def test_portfolio_kinds_seeds_and_low_rank_starts():
     inst = Instance.create((3, 3, 3, 3), width=5, depth=3, lam_w=0.01, lam_h=0.01)
     res = starts.multistart(inst, solver="lbfgs", starts=8, seed=7, device="cpu", max_iter=5)
     assert [r.start for r in res.runs] == list(range(8)) and [r.seed for r in res.runs] == [7 + i for i in range(8)]
-    kinds = [r.message.rpartition("init ")[2] for r in res.runs]
+    kinds = [r.init for r in res.runs]
+    assert all(r.message.endswith(f"init {k}") for r, k in zip(res.runs, kinds))
     assert kinds == ["std 0.1", "balanced", "low-rank 3", "std 1", "balanced", "low-rank 2", "std 0.01", "balanced"]
     p0, kind = starts.portfolio_start(inst, 2, 7)
     assert kind == "low-rank 3"

@@ -227,6 +227,7 @@ def test_multistart_kinds_seeds_and_order(solver):
         ref = getattr(solvers, solver)(inst, p0, max_iter=25, seed=7 + i, start=i)
         assert torch.equal(ref.params.flatten(), r.params.flatten()) and ref.history == r.history
         assert r.message == (ref.message + "; " if ref.message else "") + f"init {starts.portfolio_start(inst, i, 7)[1]}"
+        assert r.init == res.runs[i].init == starts.portfolio_start(inst, i, 7)[1]
 
 
 def test_multistart_default_budget_converges():

@@ -78,7 +78,7 @@ def run_solve(inst, args: argparse.Namespace, console) -> dict:
         "grad_evals": best.grad_evals,
         "grad_norm": best.grad_norm,
         "device": best.device,
-        "runs": [{"start": r.start, "seed": r.seed, "init": r.message.rpartition("init ")[2] if "init " in r.message else "",
+        "runs": [{"start": r.start, "seed": r.seed, "init": r.init,
                   "stop_reason": r.stop_reason, "objective": r.objective, "iterations": r.iterations,
                   "grad_evals": r.grad_evals, "grad_norm": r.grad_norm, "seconds": r.seconds} for r in res.runs],
         "distinct_end_points": metrics.distinct_end_points(inst, res.runs),

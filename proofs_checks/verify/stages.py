@@ -378,7 +378,7 @@ def numerics_stage(theorem: Any, claim: Prediction, inst: Instance, deriv: Predi
     res = result if result is not None else multistart(inst, solver=solver, starts=starts, seed=seed, device=device,
                                                        max_iter=max_iter)
     best = res.best
-    num = {"solver": solver, "starts": starts, "seed": seed, "init_kinds": [r.message.rpartition("init ")[2] for r in res.runs],
+    num = {"solver": solver, "starts": starts, "seed": seed, "init_kinds": [r.init for r in res.runs],
            "runs": [r.summary() for r in res.runs],
            "best_objective": best.objective, "best_stop_reason": best.stop_reason, "best_grad_norm": best.grad_norm}
     p = best.params.to_numpy()
