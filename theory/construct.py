@@ -66,9 +66,13 @@ def helmert_basis(K: int) -> sp.Matrix:
 
 
 def layout_of(pred: Any, inst: Any) -> str:
-    """"etf" for a classification loss (CE and its variants: logits on the simplex ETF) or a model with
-    a bias (rank K-1 geometry), otherwise "class"."""
+    """"logits" when the prediction states the class-mean logit matrix itself (``gram_targets["WHbar"]`` with a
+    matrix: a geometry other than the ETF, e.g. family ce-deep's codes), "etf" for a classification loss (CE and
+    its variants: logits on the simplex ETF) or a model with a bias (rank K-1 geometry), otherwise "class"."""
     spec = spec_of(inst)
+    target = (getattr(pred, "gram_targets", None) or {}).get("WHbar")
+    if target is not None and getattr(target, "matrix", None) is not None:
+        return "logits"
     if spec.loss != "mse" or spec.bias or getattr(pred, "family", "") in ("mse-deep-bias", "ce-deep-etf"):
         return "etf"
     return "class"
@@ -175,6 +179,9 @@ def construct(pred: Any, inst: Any, exact: bool = True, features: str = "predict
     if features == "argmin" and spec.loss != "mse":
         raise NotConstructible("features='argmin' (H = (W^T W + N lambda_H I)^{-1} W^T (Y - b 1^T)) needs the MSE loss")
     dps = int(getattr(pred, "dps", 40) or 40)
+    if layout_of(pred, spec) == "logits":  # an SVD in mpmath: no exact entries
+        with mpmath.workdps(dps):
+            return _construct_logits(pred, spec, _Kit(False, dps))
     if exact:
         try:
             return _construct(pred, spec, _Kit(True, dps), features)
@@ -254,6 +261,53 @@ def _construct(pred: Any, spec: Spec, kit: _Kit, features: str) -> dict[str, Any
            "modes": m, "features": features}
     out["consistency"] = _consistency(pred, spec, out, s, t_pred, t_bal, kit)
     return out
+
+
+def _construct_logits(pred: Any, spec: Spec, kit: _Kit) -> dict[str, Any]:
+    """"logits" layout (balanced classes): Zbar = U diag(S) V^T (mpmath SVD of ``gram_targets["WHbar"].matrix``),
+    so Z = Zbar (x) 1_n^T has singular values sqrt(n) S, right vectors V (x) 1_n / sqrt(n). Mode i (S_i > 0, in
+    decreasing order) <-> width coordinate e_i: W_j = diag(s_{j,i}) for j < M, W_M = sum_i s_{M,i} u_i e_i^T, and a
+    sample of class k has features sum_i h_i V_{k,i} / sqrt(n) e_i, with s_{j,i} the prediction's layer singular
+    values and h_i its feature singular values (both in decreasing order)."""
+    K, d, M = spec.K, spec.width, spec.depth
+    if len(set(spec.counts)) != 1:
+        raise NotConstructible(f"the logits layout needs balanced classes, got counts {list(spec.counts)}")
+    if spec.bias or spec.activation == "relu":
+        raise NotConstructible("the logits layout covers the bias-free deep linear model only")
+    sv = pred.singular_values
+    if sv.layers is None or sv.features is None or len(sv.layers) != M:
+        raise NotConstructible("the logits layout needs the singular values of every layer and of H")
+    n = spec.counts[0]
+    Zb = mpmath.matrix([[_mpf(x, kit.dps) for x in row] for row in pred.gram_targets["WHbar"].matrix])
+    U, S, V = mpmath.svd_r(Zb)  # Zb = U diag(S) V (V holds the right vectors as rows)
+    order = sorted(range(K), key=lambda i: -S[i])
+    tiny = mpmath.mpf(10) ** (-(kit.dps - 10)) * max(1, max(abs(S[i]) for i in range(K)))
+    modes = [i for i in order if S[i] > tiny]
+    r = len(modes)
+    layers = [sorted((_mpf(_value(v, False, kit.dps), kit.dps) for v in sv.layers[j]), reverse=True)[:r]
+              for j in range(M)]
+    h = sorted((_mpf(_value(v, False, kit.dps), kit.dps) for v in sv.features), reverse=True)[:r]
+    Ws = []
+    for j in range(M):
+        W = kit.zeros(K if j == M - 1 else d, d)
+        for a, i in enumerate(modes):
+            if j == M - 1:
+                for row in range(K):
+                    W[row, a] = U[row, i] * layers[j][a]
+            else:
+                W[a, a] = layers[j][a]
+        Ws.append(W)
+    Hbar = kit.zeros(d, K)
+    for a, i in enumerate(modes):
+        for k in range(K):
+            Hbar[a, k] = h[a] * V[i, k] / mpmath.sqrt(n)
+    H = _expand_classes(Hbar, spec.counts, kit)
+    # consistency: the realized logit singular values sqrt(n) S_i against prod_j s_{j,i} h_i
+    res = {"logit_singular_values_vs_factors": max(
+        (abs(mpmath.sqrt(n) * S[i] - mpmath.fprod(layers[j][a] for j in range(M)) * h[a]) for a, i in enumerate(modes)),
+        default=mpmath.mpf(0))}
+    return {"W": Ws, "H": H, "b": None, "backend": "mpmath", "layout": "logits", "modes": r, "features": "prediction",
+            "consistency": res}
 
 
 def _t_from_norms(pred: Any, spec: Spec, layout: str, kit: _Kit, m: int) -> list[Any]:

@@ -121,7 +121,9 @@ class GramTarget:
     kind: "OF" (diagonal, equal entries), "GOF" (diagonal), "ETF" (scale (I - 11^T/K)), "zero", or
       "general" (then ``matrix`` holds it); diag: the diagonal entries per class (None = the scale is not
       stated: only the shape is claimed); scale: the ETF / OF scale when given; matrix: the full K x K
-      matrix (mpmath numbers) when it is not diagonal; centered: class means centered by their mean.
+      matrix (mpmath numbers) when it is not diagonal; centered: class means centered by their mean;
+      relabel: the classes are interchangeable (balanced), so ``matrix`` holds up to one simultaneous permutation
+      of its rows and columns (any relabelling of the classes is an equally good minimizer).
     """
 
     kind: str
@@ -130,6 +132,7 @@ class GramTarget:
     matrix: tuple[tuple[mpmath.mpf, ...], ...] | None = None
     description: str = ""
     centered: bool = False
+    relabel: bool = False
 
     def __post_init__(self) -> None:
         _set(self, "diag", _tuple(self.diag))
@@ -149,6 +152,8 @@ class GramTarget:
             out["matrix"] = [list(r) for r in self.matrix]
         if self.centered:
             out["centered"] = True
+        if self.relabel:
+            out["relabel"] = True
         if self.description:
             out["description"] = self.description
         return out

@@ -59,7 +59,13 @@ def to_text(pred: Prediction) -> str:
              + (f" (requested id {pred.requested_id})" if pred.requested_id and pred.requested_id != pred.family else ""),
              "instance: " + ", ".join(f"{k}={v}" for k, v in inst.items()), ""]
     lines.append("REDUCED PROBLEM")
-    if _is_margin(pred):
+    code = d.get("etf_optimal") is False
+    if code:
+        lines += [f"  over K x K class-mean logits Zbar:  F(Zbar) = {d.get('reduced_objective')}",
+                  f"  ell = (n lambda_H prod_j lambda_Wj)^(1/(M+1)) = {_num(d.get('ell'), 25)}",
+                  "  candidates: logit codes (direct sums of circulant blocks, theory.ce_codes), each minimized over "
+                  "its amplitudes; total collapse"]
+    elif _is_margin(pred):
         lines += [f"  logits a (e_k - 1/K 1):  {d.get('loss_label', 'CE')} = {sp.sstr(d.get('ce'))}",
                   f"  factorization cost per singular value z:  {sp.sstr(d.get('factorization_cost'))}",
                   f"  g(a) = {sp.sstr(pred.reduced_problem)}",
@@ -73,7 +79,9 @@ def to_text(pred: Prediction) -> str:
             lines.append("     bias: " + d["bias_elimination"])
         lines.append(f"  3. per mode: phi(z) = {sp.sstr(pred.reduced_problem)},  z >= 0")
     lines += ["", "STATIONARY EQUATION"]
-    if _is_margin(pred):
+    if code:
+        lines.append("  grad F = 0 in the code's amplitudes theta (Newton in mpmath); see the candidates below")
+    elif _is_margin(pred):
         lines.append(f"  dg/du = 0, u > 0  <=>  {sp.sstr(pred.stationary_equation)},  ell = L n^(1/(M+1))")
         if "closed_form" in d:
             lines.append(f"  M = 1 closed form: a = {sp.sstr(d['closed_form']['a'])}, "
@@ -97,6 +105,13 @@ def to_text(pred: Prediction) -> str:
                          f"[{_num(b['grid_bracket'][0], 12)}, {_num(b['grid_bracket'][1], 12)}], certified "
                          f"{b['certified']}")
     lines += ["", "PREDICTION", f"  minimal objective f* = {_exact_str(pred.objective, 30)}"]
+    if code:
+        lines.append(f"  geometry: {d.get('geometry')} (rank {d.get('rank')}); simplex ETF value "
+                     f"{_num(pred.scalars['etf_value'][0].value, 25)} (not optimal)")
+        zb = pred.gram_targets.get("WHbar")
+        if zb is not None and zb.matrix is not None:
+            lines.append("  class-mean logits Zbar = W Hbar (column k: class k):")
+            lines += ["    [" + ", ".join(f"{float(v):10.5f}" for v in row) + "]" for row in zb.matrix]
     for name, vals in pred.scalars.items():
         lines.append(f"  {name}: {_list(vals)}")
     sv = pred.singular_values

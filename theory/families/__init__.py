@@ -19,6 +19,7 @@ from __future__ import annotations
 from typing import Protocol, runtime_checkable
 
 from theory.errors import TheoryInputError
+from theory.families.ce_deep import CeDeep
 from theory.families.ce_deep_etf import CeDeepEtf
 from theory.families.etf_margin import EtfMarginFamily
 from theory.families.extended_linear import ExtendedLinear
@@ -46,6 +47,7 @@ BUILTIN: tuple[Family, ...] = (
     MseDeep("mse-deep", centered=False, description="deep linear bias-free MSE, any depth and counts"),
     MseDeep("mse-deep-bias", centered=True, description="deep linear MSE with an unregularized last-layer bias"),
     CeDeepEtf(),
+    CeDeep(),
     ExtendedLinear(),
     MseBiasRegularized(),
 )
