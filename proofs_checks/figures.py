@@ -6,6 +6,7 @@ from pathlib import Path
 from typing import Callable
 
 import matplotlib
+import matplotlib.patches  # noqa: F401  (legend patches)
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
@@ -24,7 +25,57 @@ def make_all(data: dict, out: Path, seed: int = 0, progress: Callable[[str], Non
     paths.append(nc_along_gd_figure(data, out / "nc_along_gd.png", seed=seed))
     say("figure: phase diagram")
     paths.append(phase_diagram_figure(out / "phase_diagram.png", seed=seed))
+    say("figure: deep CE geometries")
+    paths.append(ce_phase_figure(out / "ce_geometry_phases.png"))
     return [p for p in paths if p]
+
+
+def ce_phase_figure(path: Path) -> str | None:
+    """Deep linear CE: the globally optimal logit geometry over (ell, M) for K = 3..8, from the recorded phase
+    table (theory/golden/ce_phase.json; theory.ce_codes); certified crossings as ticks. ell = lambda n^(1/(M+1))
+    for equal lambdas, so one panel covers every n."""
+    from theory import ce_codes
+
+    table = ce_codes.load_phase_table()
+    if not table:
+        return None
+    Ks = sorted({K for K, _ in table})
+
+    def label(name: str) -> str:
+        return "simplex ETF" if name.startswith("simplex ETF") else name
+
+    def bands(e: dict) -> list[tuple[float, float, str]]:
+        """(ell from, ell to, winner) between the recorded crossings (exact, not the sampling grid)."""
+        lo, hi = e["range"]
+        edges = [lo] + [float(c["ell"]) for c in e["crossings"]] + [hi]
+        names_ = [e["winner_at_lo"]] + [c["right"] for c in e["crossings"]]
+        return [(edges[i], edges[i + 1], label(n)) for i, n in enumerate(names_)]
+
+    names = sorted({n for e in table.values() for _, _, n in bands(e)}, key=lambda n: (n != "total collapse", n))
+    cmap = plt.get_cmap("tab20")
+    color = {n: ("0.85" if n == "total collapse" else ("black" if n == "simplex ETF" else cmap(i % 20)))
+             for i, n in enumerate(names)}
+    fig, axes = plt.subplots(2, 3, figsize=(15, 7.5), squeeze=False)
+    for ax, K in zip(axes.flat, Ks):
+        for M in sorted(M for k, M in table if k == K):
+            e = table[(K, M)]
+            for x0, x1, n0 in bands(e):
+                ax.fill_between([x0, x1], M - 0.38, M + 0.38, color=color[n0], lw=0)
+            for c in e["crossings"]:
+                ax.plot([float(c["ell"])] * 2, [M - 0.45, M + 0.45], color="red", lw=1)
+        ax.set_xscale("log")
+        ax.set_title(f"K = {K}", fontsize=9)
+        ax.set_xlabel("ell = (n lambda_H prod_j lambda_Wj)^(1/(M+1))", fontsize=8)
+        ax.set_ylabel("depth M", fontsize=8)
+        ax.set_yticks(range(1, 7))
+    handles = [matplotlib.patches.Patch(color=color[n], label=n) for n in names]
+    fig.legend(handles=handles, loc="lower center", ncol=3, fontsize=7)
+    fig.suptitle("Deep linear CE: globally optimal class-mean logit geometry (black: simplex ETF; red ticks: "
+                 "certified boundaries)", fontsize=10)
+    fig.tight_layout(rect=(0, 0.12, 1, 0.96))
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return str(path)
 
 
 def _sv_pairs(check: dict) -> tuple[list[float], list[float]] | None:

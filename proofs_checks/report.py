@@ -107,9 +107,33 @@ def write_markdown(data: dict, path: Path, figures: list[str]) -> None:
     from proofs_checks.lemmas import lemma_markdown
 
     lines += [""] + lemma_markdown(data)
+    lines += [""] + ce_geometry_markdown()
     if figures:
         lines += ["", "## Figures", ""] + [f"![{Path(f).stem}]({f})" for f in figures]
     path.write_text("\n".join(lines) + "\n")
+
+
+def ce_geometry_markdown() -> list[str]:
+    """The recorded deep CE phase table (theory/golden/ce_phase.json) as a section: per (K, M) the winner at small
+    ell and every certified change of the global geometry."""
+    from theory import ce_codes
+
+    table = ce_codes.load_phase_table()
+    if not table:
+        return []
+    lines = ["## Deep linear CE beyond the simplex ETF", "",
+             "Global minimizer of the reduced problem F(Zbar) = (1/K) sum_k CE(zbar_k, k) + ((M+1)/2) ell sum_i "
+             "sigma_i(Zbar)^(2/(M+1)), ell = (n lambda_H prod_j lambda_Wj)^(1/(M+1)) (equal lambdas: lambda "
+             "n^(1/(M+1))), over the logit codes of `theory.ce_codes`, cross-checked by the reduced numeric search "
+             "(lemma `ce-codes-global`). Boundaries at 30 digits (certified: the value difference changes sign "
+             "across ell (1 +- 1e-27) at 42 working digits; M = 1 from the closed form).", "",
+             f"| K | M | winner for ell -> {ce_codes.PHASE_RANGE[0]:g} | changes of the global geometry (ell*: new winner) |",
+             "|---|---|---|---|"]
+    for (K, M), e in sorted(table.items()):
+        ch = "; ".join(f"{c['ell'][:14]}: {c['right']}" + ("" if c["certified"] else " (not certified)")
+                       for c in e["crossings"])
+        lines.append(f"| {K} | {M} | {e['winner_at_lo']} | {ch} |")
+    return lines
 
 
 def _instance_short(d: dict) -> str:

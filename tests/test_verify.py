@@ -23,7 +23,9 @@ def test_catalogue_has_every_fixed_id():
     assert set(IDS) == {"dang2023.mse-deep", "dang2023.mse-deep-bias", "dang2023.ce-deep", "tirer2022.mse-ufm",
                         "tirer2022.mse-ufm-bias", "tirer2022.extended-linear", "tirer2022.extended-relu",
                         # the shipped loss variants (issue 6, proofs_checks.claims_variants)
-                        "zhu2021.ce-ufm", "ce-label-smoothing", "ce-focal", "zhou2022.mse-ufm-bias"}
+                        "zhu2021.ce-ufm", "ce-label-smoothing", "ce-focal", "zhou2022.mse-ufm-bias",
+                        # deep CE beyond the simplex ETF (the corrected conjecture)
+                        "ce-deep-etf-boundary"}
     for t in THEOREMS:
         assert t.source and t.provenance and t.objective and t.examples
         for inst in t.examples:

@@ -5,7 +5,8 @@ the report iterate.
 * ``tirer2022`` -- [P2] plain UFM MSE (with and without bias), extended UFM (identity, ReLU);
 * ``zhu2021`` -- [Z21] CE UFM with a regularized bias;
 * ``zhou2022`` -- [Z22] MSE UFM with a regularized bias (natural conjecture);
-* ``conjectures`` -- label smoothing and focal loss (conjectures written for this suite).
+* ``conjectures`` -- label smoothing and focal loss (conjectures written for this suite);
+* ``ce_geometry`` -- deep CE beyond the simplex ETF: the corrected conjecture ``ce-deep-etf-boundary``.
 
 Each module holds, per theorem, the statement, the claim as the paper states it, its mutants (transforms of
 the claim's prediction), its assumptions and domain, and its recorded verdict; the vocabulary lives in
@@ -19,14 +20,14 @@ import traceback
 from pathlib import Path
 from typing import Iterable
 
-from proofs_checks.catalogue import conjectures, dang2023, tirer2022, zhou2022, zhu2021
+from proofs_checks.catalogue import ce_geometry, conjectures, dang2023, tirer2022, zhou2022, zhu2021
 from proofs_checks.errors import UnknownIdError, UserFileError
 from proofs_checks.statement import (Expected, Theorem, assumptions, domain, instances, log_uniform, mixed,  # noqa: F401
                                      mutant)
 
-SOURCES = (dang2023, tirer2022, zhu2021, conjectures, zhou2022)
-THEOREMS: list[Theorem] = [t for m in (dang2023, tirer2022, zhu2021, conjectures, zhou2022) for t in m.THEOREMS]
-MUTANTS: list[Theorem] = [t for m in (dang2023, tirer2022, zhu2021, conjectures, zhou2022) for t in m.MUTANTS]
+SOURCES = (dang2023, tirer2022, zhu2021, conjectures, zhou2022, ce_geometry)
+THEOREMS: list[Theorem] = [t for m in SOURCES for t in m.THEOREMS]
+MUTANTS: list[Theorem] = [t for m in SOURCES for t in m.MUTANTS]
 
 
 def by_id(tid: str, registry: Iterable[Theorem] | None = None) -> Theorem:

@@ -3,6 +3,8 @@ mutants, assumptions, domains and recorded verdicts of ``dang2023.mse-deep``, ``
 ``dang2023.ce-deep``. The claims are the paper's rules, right or wrong, computed in mpmath (``statement.DPS``)."""
 from __future__ import annotations
 
+import math
+
 import mpmath as mp
 
 from numerics.problem import Instance
@@ -177,16 +179,41 @@ MSE_DEEP_BIAS = Theorem(
     examples=(Instance.create(classes=3, per_class=3, width=3, depth=1, lam_w=1e-2, lam_h=1e-2, bias=True),),
 )
 
+def etf_not_global(inst: Instance) -> bool:
+    """Where the ETF claim is false: the global selection of ``theory.ce_codes`` at the instance's
+    ell = (n lambda_H prod_j lambda_Wj)^(1/(M+1)) is a geometry other than the simplex ETF (and not total collapse,
+    where the claim's margin is 0 as well). With lambda_b > 0 the same points with b = 0 beat the ETF claim."""
+    from theory import ce_codes
+
+    if not inst.balanced or inst.K < 3 or inst.depth < 2:
+        return False
+    M = inst.depth
+    ell = math.exp((math.log(inst.n) + math.log(inst.lam_h) + sum(math.log(v) for v in inst.lam_w)) / (M + 1))
+    win, _ = ce_codes.best_geometry(inst.K, M, ell, 25)
+    return win is not None and not win.code.is_etf
+
+
 CE_DEEP = Theorem(
     id="dang2023.ce-deep", defaults={"loss": "ce"},
     title="Deep linear CE, balanced: simplex ETF, self-duality, zero bias",
     source=P1 + ", CE result (balanced)", provenance="paper statement; M = 1 closed form via s = sqrt(n lambda_W lambda_H)",
-    family="ce-deep-etf", objective=CE_NORMALIZATION,
+    family="ce-deep", objective=CE_NORMALIZATION,
     assumptions=("M >= 1", "d >= K", "balanced", "lambda_b > 0 if a bias is used"),
     validator=assumptions("dang2023.ce-deep", loss="ce", balanced=True, bias=None, lam_b="positive"),
-    strategy=domain("ce-deep-etf", losses=("ce",), balanced=True, depths=(1, 2), n=(1, 4), K=(2, 3)),
-    claim=dang_ce_deep, shape_claims=("nc1", "self_duality"), expected=Expected("verified"),
-    examples=(Instance.create(classes=3, per_class=2, width=3, depth=1, lam_w=1e-2, lam_h=1e-2, loss="ce"),),
+    strategy=domain("ce-deep", losses=("ce",), balanced=True, depths=(1, 4), n=(1, 4), K=(2, 6)),
+    claim=dang_ce_deep, shape_claims=("nc1", "self_duality"),
+    expected=Expected(
+        "refuted", counterexample="--classes 4 --per-class 2 --width 4 --depth 3 --lam-w 0.002 --lam-h 0.002",
+        region="depth M >= 2 wherever another logit geometry beats the simplex ETF (theory.ce_codes, recorded in "
+               "theory/golden/ce_phase.json for ell = (n lambda_H prod_j lambda_Wj)^(1/(M+1)) in [1e-8, 10]): K = 3 "
+               "between the ETF's end (ell 0.1735 at M = 2 ... 0.0816 at M = 6) and collapse (an antipodal pair and a "
+               "dead class); K = 4, M = 2 for ell > 0.01176049807928839 (a square of class-mean logits); K = 5, M = 2 "
+               "for ell > 1.2357e-4; K = 4, 5 at M >= 3 and K >= 6 at M >= 2 at every recorded ell below collapse. "
+               "M = 1 (convex) is an ETF everywhere below collapse",
+        refutes=etf_not_global),
+    examples=(Instance.create(classes=3, per_class=2, width=3, depth=1, lam_w=1e-2, lam_h=1e-2, loss="ce"),
+              # the recorded counterexample: a square (cross-polytope on 4) of logits at 0.0372818 < ETF 0.0404879
+              Instance.create(classes=4, per_class=2, width=4, depth=3, lam_w=2e-3, lam_h=2e-3, loss="ce")),
 )
 
 THEOREMS = [MSE_DEEP, MSE_DEEP_BIAS, CE_DEEP]

@@ -25,6 +25,7 @@ from dataclasses import dataclass, field
 from typing import Callable, Iterable
 
 from numerics.problem import InstanceError
+from proofs_checks.lemmas import ce_geometry as CG
 from proofs_checks.lemmas import reduction as RD
 from proofs_checks.lemmas import spectral as SP
 from proofs_checks.lemmas import stationarity as ST
@@ -33,7 +34,7 @@ from proofs_checks.lemmas.core import Counterexample, Ctx, LemmaBudget, Outcome,
 LEMMA_VERDICTS = ("holds", "violated", "inconclusive")
 
 ALL_THEOREMS = ("dang2023.mse-deep", "dang2023.mse-deep-bias", "dang2023.ce-deep", "tirer2022.mse-ufm",
-                "tirer2022.mse-ufm-bias", "tirer2022.extended-linear", "tirer2022.extended-relu")
+                "tirer2022.mse-ufm-bias", "tirer2022.extended-linear", "tirer2022.extended-relu", "ce-deep-etf-boundary")
 MSE_THEOREMS = ("dang2023.mse-deep", "dang2023.mse-deep-bias", "tirer2022.mse-ufm", "tirer2022.mse-ufm-bias",
                 "tirer2022.extended-linear")
 
@@ -209,7 +210,9 @@ LEMMAS: list[Lemma] = [
 for _key, _fam in RD.FAMILIES.items():
     _what = {"mse-deep": "the deep linear bias-free MSE objective (any counts)",
              "mse-deep-bias": "the deep linear MSE objective with an unregularized bias (balanced)",
-             "ce-deep-etf": "the deep linear CE objective (balanced), restricted by the reduction to simplex-ETF logits",
+             "ce-deep-etf": "the deep linear CE objective (balanced) where the simplex ETF wins (M = 1, or inside the "
+                            "recorded ETF region of theory/golden/ce_phase.json), to the ETF margin problem",
+             "ce-deep": "the deep linear CE objective (balanced, no bias) to the K x K logit problem and its codes",
              "extended-linear": "the extended UFM with s = identity",
              "extended-relu": "the extended UFM with s = ReLU (to the linear model's scalar problem)"}[_key]
     LEMMAS.append(Lemma(
@@ -222,6 +225,24 @@ for _key, _fam in RD.FAMILIES.items():
         methods="symbolic (SymPy proof at the exact constructed point of a catalogue example); float64 constructed "
                 "point; random points and perturbations of the constructed point; seeded multi-start L-BFGS"))
 
+LEMMAS.append(Lemma(
+    id="ce-class-averaging", title="Class averaging does not increase the singular values or the CE of the logits",
+    statement=("For all K >= 2, n >= 1 and Z in R^{K x Kn} (n columns per class) with P the class-averaging projector "
+               "(each column replaced by its class mean): sigma_i(Z P) <= sigma_i(Z) for every i (P is an orthogonal "
+               "projector) and (1/N) sum_i CE(z_i P, y_i) <= (1/N) sum_i CE(z_i, y_i) (CE is convex). Hence the deep CE "
+               "objective has a minimizer with NC1 and reduces to the K x K class-mean logits Zbar with the penalty "
+               "((M+1)/2) L n^(1/(M+1)) sum_i sigma_i(Zbar)^(2/(M+1))."),
+    used_by=("dang2023.ce-deep", "ce-deep-etf-boundary"), checks=lambda ctx: CG.check_class_averaging(ctx),
+    methods="random logit matrices (Gaussian at scales 1e-2..1e2, and near-collapsed: class means plus small noise)"))
+LEMMAS.append(Lemma(
+    id="ce-codes-global", title="The least logit code is the global minimum of the reduced deep CE problem",
+    statement=("For K = 3..6, M = 1..4 and ell in [1e-4, 0.2]: min over K x K Zbar of F(Zbar) = (1/K) sum_k CE(zbar_k, "
+               "k) + ((M+1)/2) ell sum_i sigma_i(Zbar)^(2/(M+1)) equals the least value over the codes of "
+               "theory.ce_codes and total collapse (log K): the reduced numeric search (numerics.ce_reduced, the "
+               "factored K x K problem from the start portfolio) never ends below it and reaches it."),
+    used_by=("dang2023.ce-deep", "ce-deep-etf-boundary"), checks=lambda ctx: CG.check_codes_vs_search(ctx),
+    methods="random (K, M, ell) plus the recorded counterexample of dang2023.ce-deep; batched multi-start L-BFGS on "
+            "the factored reduced problem; two-sided comparison at ce_reduced.SAME_POINT"))
 LEMMAS.append(Lemma(
     id="relu-nuclear-norm", title="Candidate step of the ReLU model's proof: the nuclear norm does not increase under ReLU",
     statement=("For all p, q >= 1 and X in R^{p x q}: ||relu(X)||_* <= ||X||_*, relu applied entrywise. (Candidate step "
@@ -259,6 +280,15 @@ WRONG_LEMMAS: list[Lemma] = [
           statement=_fact_statement(e="1"), used_by=ALL_THEOREMS, expected="violated",
           checks=lambda ctx: SP.check_factorization(SP.FactorizationClaim(1.0, 1, "1"), ctx),
           wrong_of="factorization-identity", mutation="sigma^{1/m} instead of sigma^{2/m}"),
+    Lemma(id="wrong:ce-class-averaging:reversed", title="WRONG: class averaging increases the singular values",
+          statement="For all Z in R^{K x Kn}: sigma_i(Z P) >= sigma_i(Z).", used_by=("dang2023.ce-deep",),
+          expected="violated", checks=lambda ctx: CG.check_class_averaging(ctx, reversed_=True),
+          wrong_of="ce-class-averaging", mutation="the inequality reversed"),
+    Lemma(id="wrong:ce-codes-global:etf", title="WRONG: the simplex ETF is the reduced global minimizer",
+          statement=("For all K, M, ell: the simplex ETF (or total collapse) minimizes the reduced deep CE problem "
+                     "(dang2023.ce-deep's claim at the reduced level)."), used_by=("dang2023.ce-deep",),
+          expected="violated", checks=lambda ctx: CG.check_codes_vs_search(ctx, etf_only=True),
+          wrong_of="ce-codes-global", mutation="the least code replaced by the simplex ETF"),
     Lemma(id="wrong:von-neumann-trace:reversed", title="WRONG: von Neumann with >=",
           statement="For all A, B in R^{p x q}: |tr(A^T B)| >= sum_i sigma_i(A) sigma_i(B).", used_by=MSE_THEOREMS,
           expected="violated", checks=lambda ctx: SP.check_von_neumann(ctx, reversed_=True),

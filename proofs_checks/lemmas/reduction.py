@@ -58,6 +58,13 @@ def _mk_ce(rng):
                            lam_h=_lam(rng), loss="ce")
 
 
+def _mk_ce_deep(rng):
+    K = int(rng.integers(3, 6))
+    M = int(rng.integers(1, 5))
+    return Instance.create([int(rng.integers(1, 4))] * K, width=K, depth=M, lam_w=[_lam(rng, 1e-4) for _ in range(M)],
+                           lam_h=_lam(rng, 1e-4), loss="ce")
+
+
 def _mk_ext(activation: str):
     def mk(rng):
         K = int(rng.integers(2, 4))
@@ -70,7 +77,8 @@ FAMILIES = {
     "mse-deep": Family("mse-deep", "mse-deep", ("dang2023.mse-deep", "tirer2022.mse-ufm"), _mk_mse),
     "mse-deep-bias": Family("mse-deep-bias", "mse-deep-bias", ("dang2023.mse-deep-bias", "tirer2022.mse-ufm-bias"),
                             _mk_bias),
-    "ce-deep-etf": Family("ce-deep-etf", "ce-deep-etf", ("dang2023.ce-deep",), _mk_ce),
+    "ce-deep-etf": Family("ce-deep-etf", "ce-deep-etf", ("ce-deep-etf-boundary",), _mk_ce),
+    "ce-deep": Family("ce-deep", "ce-deep", ("dang2023.ce-deep", "ce-deep-etf-boundary"), _mk_ce_deep),
     "extended-linear": Family("extended-linear", "extended-linear", ("tirer2022.extended-linear",), _mk_ext("identity")),
     "extended-relu": Family("extended-relu", "extended-linear", ("tirer2022.extended-relu",), _mk_ext("relu")),
 }
@@ -84,6 +92,10 @@ def _example_instances(fam: Family) -> list[Instance]:
     for t in THEOREMS:
         if t.id in fam.theorems:
             out.extend(t.examples)
+    if fam.derive_family == "ce-deep-etf":  # the ETF reduction holds only where the ETF wins
+        from proofs_checks.catalogue.ce_geometry import on_etf_side
+
+        out = [i for i in out if on_etf_side(i)]
     return out
 
 

@@ -11,6 +11,7 @@ Quantities the claim leaves undetermined (None in the claim) are not compared. E
 """
 from __future__ import annotations
 
+import itertools
 import math
 from typing import Any
 
@@ -149,6 +150,28 @@ def compare_with_derivation(claim: Prediction, deriv: Prediction, dps: int) -> l
     return ev
 
 
+#: the largest K for which ``relabelled_distance`` searches every permutation (8! = 40320)
+RELABEL_EXHAUSTIVE = 8
+
+
+def relabelled_distance(Gn: np.ndarray, Gc: np.ndarray) -> tuple[float, str]:
+    """(distance, how): min over class permutations P of ||P Gn P^T - Gc||_F, by exhaustive search for
+    K <= RELABEL_EXHAUSTIVE; above, a lower bound on it (the larger of the distances between the sorted
+    eigenvalues of the symmetric parts and between the sorted diagonals), said in ``how``."""
+    K = Gc.shape[0]
+    if K <= RELABEL_EXHAUSTIVE:
+        best = math.inf
+        perms = np.array(list(itertools.permutations(range(K))), dtype=np.intp)
+        for chunk in np.array_split(perms, max(1, len(perms) // 5000)):
+            Gp = Gn[chunk[:, :, None], chunk[:, None, :]]
+            best = min(best, float(np.sqrt(((Gp - Gc) ** 2).sum(axis=(1, 2))).min()))
+        return best, "up to a relabelling of the classes"
+    sym = lambda A: (A + A.T) / 2  # noqa: E731
+    d_eig = float(np.linalg.norm(np.linalg.eigvalsh(sym(Gn)) - np.linalg.eigvalsh(sym(Gc))))
+    d_diag = float(np.linalg.norm(np.sort(np.diag(Gn)) - np.sort(np.diag(Gc))))
+    return max(d_eig, d_diag), "(spectrum and sorted diagonal: K > 8, not every relabelling searched)"
+
+
 def _is_scalar_diag(t: GramTarget) -> bool:
     d = _vals(t.diag)
     return bool(d) and max(d) - min(d) <= 1e-12 * max(1.0, max(abs(x) for x in d))
@@ -172,7 +195,7 @@ def _grams(inst: Instance, p: dict) -> dict:
     W = metrics.product(Ws)
     Hbar = metrics.class_means(H, inst.counts)
     Hc = Hbar - Hbar.mean(axis=1, keepdims=True) if inst.bias else Hbar
-    out = {"W": W, "WWT": W @ W.T, "Hbar": Hbar, "HbarTHbar": Hc.T @ Hc}
+    out = {"W": W, "WWT": W @ W.T, "Hbar": Hbar, "HbarTHbar": Hc.T @ Hc, "WHbar": W @ Hbar}
     if inst.activation is not None:
         pre = Ws[0] @ H
         post = np.maximum(pre, 0.0) if inst.activation == "relu" else pre
@@ -235,12 +258,22 @@ def _compare_shapes(theorem, claim: Prediction, inst: Instance, p: dict, eval_to
     tol_W = tl.Tol(2 * Wn * dW + dW * dW, f"||Delta(WW^T)||_F <= 2||W|| dW + dW^2, dW = {dW:.2g} from {dth.origin}")
     tol_H = tl.Tol(math.sqrt(inst.K) * (2 * hn * dh + dh * dh) * (2 if inst.bias else 1),
                    f"||Delta(Hbar^T Hbar)||_F <= sqrt(K)(2 max||hbar|| dh + dh^2), dh = dtheta/sqrt(min n_k) = {dh:.2g}")
-    for key, tol in (("WWT", tol_W), ("HbarTHbar", tol_H)):
+    tol_Z = tl.Tol(math.sqrt(inst.K) * (dW * hn + Wn * dh + dW * dh),
+                   "||Delta(W Hbar)||_F <= ||Delta W|| ||Hbar||_F + ||W|| ||Delta Hbar||_F + ||Delta W|| ||Delta Hbar||_F, "
+                   f"||Hbar||_F <= sqrt(K) max||hbar||, dW = {dW:.2g}, dh = {dh:.2g}")
+    for key, tol in (("WWT", tol_W), ("HbarTHbar", tol_H), ("WHbar", tol_Z)):
         target = claim.gram_targets.get(key)
         if target is None:
             continue
-        Gc = gram_from_target(target, inst.K)
         Gn = G[key]
+        if target.relabel and target.matrix is not None:
+            err, how = relabelled_distance(Gn, np.array([[float(x) for x in r] for r in target.matrix]))
+            ev.append(Evidence(Check.NUMERICS, f"{_gram_name(key)} = claimed matrix {how}",
+                               Status.PASS if err <= tol.value else Status.FAIL, err, tol.value, tol.origin))
+            continue
+        if key == "WHbar":
+            continue
+        Gc = gram_from_target(target, inst.K)
         if Gc is not None:
             err = float(np.linalg.norm(Gn - Gc))
             ev.append(Evidence(Check.NUMERICS, f"{_gram_name(key)} = claimed Gram ({target.kind})",
@@ -277,7 +310,8 @@ def _compare_shapes(theorem, claim: Prediction, inst: Instance, p: dict, eval_to
     if claim.collapsed_classes is not None:
         norms_k = np.linalg.norm(G["W"], axis=1)
         zero = [k for k in range(inst.K) if norms_k[k] <= dW]
-        same = sorted(zero) == sorted(claim.collapsed_classes)
+        relabel = any(t.relabel for t in claim.gram_targets.values())  # interchangeable classes: compare counts
+        same = len(zero) == len(claim.collapsed_classes) if relabel else sorted(zero) == sorted(claim.collapsed_classes)
         ev.append(Evidence(Check.NUMERICS, "collapsed classes (rows of W that vanish)", Status.PASS if same else Status.FAIL,
                            detail=f"claimed {sorted(claim.collapsed_classes)}, numeric {zero} (zero: ||w_k|| <= {dW:.2g})"))
     for name in getattr(theorem, "shape_claims", ()):

@@ -1,0 +1,103 @@
+"""Deep linear cross-entropy beyond the simplex ETF: the corrected conjecture ``ce-deep-etf-boundary`` (written for
+this suite after ``dang2023.ce-deep`` was refuted) and its mutants.
+
+Statement: for the balanced deep linear CE UFM (no bias, d >= K, depth M, any lambdas), the simplex ETF is the
+global minimizer iff ell = (n lambda_H prod_j lambda_Wj)^(1/(M+1)) lies in the ETF region of (K, M) recorded in
+theory/golden/ce_phase.json (the certified crossings of ``theory.ce_codes``); elsewhere below total collapse the
+global minimizer is the recorded competitor (a square, polygon, cross-polytope, antiprism, bipyramid, ...) with the
+value and singular values of its code. The claim reads the recorded table (claim side); the derivation
+(``ce-deep``) re-selects at the instance, and the full-matrix numerics check both sides.
+"""
+from __future__ import annotations
+
+import math
+
+import mpmath as mp
+
+from numerics.problem import Instance
+from proofs_checks.catalogue.dang2023 import dang_ce_deep
+from proofs_checks.statement import CE_NORMALIZATION, Expected, Theorem, assumptions, domain, mutant
+from theory.prediction import Exact, Prediction
+
+SOURCE = ("conjecture written for this suite: the ETF region of dang2023.ce-deep's objective, from the global selection "
+          "over logit codes (theory.ce_codes); related: Garrod & Keating, arXiv 2410.23169 (low-rank global minima of "
+          "deep CE UFMs)")
+
+
+def ell_of(inst: Instance) -> float:
+    """ell = (n lambda_H prod_j lambda_Wj)^(1/(M+1))."""
+    M = inst.depth
+    return math.exp((math.log(inst.n) + math.log(inst.lam_h) + sum(math.log(v) for v in inst.lam_w)) / (M + 1))
+
+
+def on_etf_side(inst: Instance, widen: float = 1.0) -> bool:
+    """Is the instance's ell inside a recorded ETF interval of (K, M)? (``widen`` > 1 stretches every interval by that
+    factor at both ends: a mutant.) M = 1 and K = 2 are ETF everywhere below collapse (convex / one geometry)."""
+    from theory import ce_codes
+
+    if inst.depth == 1 or inst.K == 2:
+        return True
+    ell = ell_of(inst)
+    return any(lo / widen <= ell <= hi * widen for lo, hi in ce_codes.etf_region(inst.K, inst.depth))
+
+
+def competitor(inst: Instance) -> Prediction:
+    """The non-ETF global minimizer the conjecture names outside the ETF region (the ``ce-deep`` derivation's
+    geometry, value and singular values)."""
+    from theory.derive import derive
+
+    return derive("ce-deep", inst, dps=40)
+
+
+def boundary_claim(inst: Instance) -> Prediction:
+    """ETF (dang2023.ce-deep's prediction) inside the recorded ETF region, the recorded competitor outside."""
+    if on_etf_side(inst):
+        p = dang_ce_deep(inst)
+        return p.with_(notes=tuple(p.notes) + ("conjecture: inside the recorded ETF region of (K, M)",))
+    return competitor(inst)
+
+
+BOUNDARY = Theorem(
+    id="ce-deep-etf-boundary", defaults={"loss": "ce"},
+    title="Deep linear CE, balanced: the simplex ETF is the global minimizer iff ell is in the recorded ETF region",
+    source=SOURCE, provenance="corrected conjecture: boundaries certified at 30 digits in theory/golden/ce_phase.json",
+    family="ce-deep", objective=CE_NORMALIZATION,
+    assumptions=("M >= 1", "d >= K", "balanced", "no bias", "3 <= K <= 8 and M <= 6 (the recorded table)"),
+    validator=assumptions("ce-deep-etf-boundary", loss="ce", balanced=True, bias=False),
+    strategy=domain("ce-deep", losses=("ce",), balanced=True, depths=(1, 4), n=(1, 4), K=(3, 6)),
+    claim=boundary_claim, shape_claims=("nc1",), expected=Expected("verified"),
+    examples=(
+        # K = 4, M = 2 on both sides of ell* = 0.0117604980792883941770590629224 (n = 2: lambda = ell / 2^(1/3))
+        Instance.create(classes=4, per_class=2, width=4, depth=2, lam_w=0.00635, lam_h=0.00635, loss="ce"),
+        Instance.create(classes=4, per_class=2, width=4, depth=2, lam_w=0.0159, lam_h=0.0159, loss="ce"),
+        # the counterexample of dang2023.ce-deep: the square wins
+        Instance.create(classes=4, per_class=2, width=4, depth=3, lam_w=2e-3, lam_h=2e-3, loss="ce"),
+    ),
+)
+
+THEOREMS = [BOUNDARY]
+
+
+def _widened(inst: Instance, p: Prediction) -> Prediction:
+    return dang_ce_deep(inst) if on_etf_side(inst, widen=1.5) else p
+
+
+def _forgot_n(inst: Instance, p: Prediction) -> Prediction:
+    """The competitor's value at ell / n^(1/(M+1)) (the class size dropped from the penalty)."""
+    from theory import ce_codes
+
+    if p.family != "ce-deep" or p.derivation.get("etf_optimal", True):
+        return p
+    M = inst.depth
+    ell = ell_of(inst) / inst.n ** (1.0 / (M + 1))
+    win, _ = ce_codes.best_geometry(inst.K, M, ell, 40)
+    val = ce_codes.collapse_value(inst.K) if win is None else win.value
+    return p.with_(objective=Exact(mp.mpf(val)))
+
+
+MUTANTS = [
+    mutant(BOUNDARY, "region*1.5", "the ETF region stretched by a factor 1.5 at both ends", _widened,
+           examples=(Instance.create(classes=4, per_class=2, width=4, depth=2, lam_w=0.0119, lam_h=0.0119, loss="ce"),)),
+    mutant(BOUNDARY, "no-n", "the competitor's value at ell without the factor n^(1/(M+1))", _forgot_n,
+           examples=(Instance.create(classes=4, per_class=2, width=4, depth=3, lam_w=2e-3, lam_h=2e-3, loss="ce"),)),
+]
