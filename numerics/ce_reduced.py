@@ -19,33 +19,13 @@ from typing import Sequence
 import numpy as np
 
 from numerics import starts as st
-from numerics.problem import Instance, InstanceError
+from numerics.ce_lift import RANK_TOL, ZERO_LOGIT, balanced_point, ell_of, reduced_instance  # noqa: F401 (API)
+from numerics.problem import InstanceError
 
 #: two end points are the same local minimum when their F and singular values agree to this relative tolerance:
 #: the solver stops at ||grad|| <= 1e-10, so F is within ||grad||^2 / (2 mu) <= 1e-12 of the local minimum
 #: for curvature mu >= 5e-9, far inside 1e-8 (and singular values within ||grad|| / mu of theirs)
 SAME_POINT = 1e-7
-#: a singular value below this fraction of the largest counts as zero (rank)
-RANK_TOL = 1e-6
-#: ... and so does one below this absolute size (the logits of total collapse, Zbar = 0, end near 1e-40)
-ZERO_LOGIT = 1e-12
-
-
-def reduced_instance(K: int, depth: int, ell: float, bias: bool = False, lam_b: float = 0.0) -> Instance:
-    """The K x K problem as a deep linear CE instance: counts [1]*K, width K, depth M, every lambda = ell."""
-    if K < 2:
-        raise InstanceError(f"the reduced CE problem needs K >= 2 classes, got {K}")
-    if not (ell > 0 and math.isfinite(ell)):
-        raise InstanceError(f"ell = (n lambda_H prod_j lambda_Wj)^(1/(M+1)) must be positive and finite, got {ell}")
-    return Instance.create([1] * K, width=K, depth=depth, lam_w=ell, lam_h=ell, loss="ce", bias=bias, lam_b=lam_b)
-
-
-def ell_of(inst: Instance) -> float:
-    """ell = (n lambda_H prod_j lambda_Wj)^(1/(M+1)) of a balanced instance."""
-    M = inst.depth
-    return math.exp((math.log(inst.N / inst.K) + math.log(inst.lam_h) + sum(math.log(v) for v in inst.lam_w)) / (M + 1))
-
-
 def reduced_value(Zbar: np.ndarray, depth: int, ell: float) -> tuple[float, np.ndarray]:
     """F(Zbar) and the singular values of Zbar (float64). For M >= 2 a singular value that should be exactly 0
     but is ~1e-15 in float64 adds ((M+1)/2) ell (1e-15)^(2/(M+1)) to F: pass an exactly low-rank Zbar."""
@@ -176,28 +156,6 @@ def models_product(weights: Sequence[np.ndarray]) -> np.ndarray:
     for w in weights[1:]:
         W = w @ W
     return W
-
-
-def balanced_point(Zbar: np.ndarray, inst: Instance) -> dict:
-    """The full-matrix point {"weights", "H", "b"} of a balanced instance whose class-mean logits are ``Zbar``:
-    Z = Zbar (x) 1_n^T = U S V^T, each factor A (decay lambda_A) with singular values sqrt(L/lambda_A) S^(1/(M+1))
-    (the cheapest factorization), aligned through the first r coordinates of the width; b = 0."""
-    K, n, M, d = inst.K, inst.N // inst.K, inst.depth, inst.width
-    Z = np.repeat(Zbar, n, axis=1)
-    U, s, Vt = np.linalg.svd(Z, full_matrices=False)
-    r = int((s > max(RANK_TOL * s[0], ZERO_LOGIT)).sum()) if s.size else 0
-    if r > d:
-        raise InstanceError(f"rank {r} of the logits exceeds the width d = {d}")
-    L = math.exp((math.log(inst.lam_h) + sum(math.log(v) for v in inst.lam_w)) / (M + 1))
-    t = s[:r] ** (1.0 / (M + 1))
-    E = np.eye(d)[:, :r]
-    weights = []
-    for j in range(M):
-        sj = np.sqrt(L / inst.lam_w[j]) * t
-        left = U[:, :r] if j == M - 1 else E
-        weights.append(left @ np.diag(sj) @ E.T)
-    H = E @ np.diag(np.sqrt(L / inst.lam_h) * t) @ Vt[:r]
-    return {"weights": weights, "H": H, "b": np.zeros(K) if inst.bias else None}
 
 
 __all__ = ["reduced_instance", "ell_of", "reduced_value", "describe", "search", "balanced_point", "LocalMin",

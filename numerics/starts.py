@@ -13,7 +13,13 @@ that no single kind of start reaches reliably:
   every mode at the labels' scale (reaches the full-rank basins near phase boundaries);
 * "low-rank": ``low_rank_start``, aligned factors of rank r < K at the labels' scale plus a small generic
   perturbation; the j-th low-rank start of a run uses r = K - 1 - (j mod (K - 1)) (r = 1 when K = 2), so
-  several ranks are tried (deep cross-entropy has low-rank minima below the simplex ETF).
+  several ranks are tried (deep cross-entropy has low-rank minima below the simplex ETF);
+* "reduced" (replaces start ``REDUCED_AT`` = 3, "std 1", on balanced bias-free deep linear CE instances with
+  d >= K, ``ce_lift.liftable``): ``reduced_start``, the best end point of an ``REDUCED_STARTS``-start search of
+  the instance's reduced K x K problem (``ce_lift.reduced_instance``: the same objective over the class-mean
+  logits, solved with this portfolio; no codes, no claim) lifted to full matrices by the balanced
+  factorization (``ce_lift.balanced_point``). Near total collapse the nonzero minimizers of deep CE have basins
+  that Gaussian, balanced and low-rank starts of the full problem rarely reach; the K x K problem finds them.
 
 ``solve_instances`` minimizes the starts of many instances in one batched call (``numerics.batched``);
 ``multistart(..., engine="loop")`` runs the same starts one at a time with ``numerics.solvers`` (the reference
@@ -26,13 +32,17 @@ from typing import Callable, Sequence
 
 import torch
 
-from numerics import batched, models, solvers
+from numerics import batched, ce_lift, models, solvers
 from numerics.problem import Instance, InstanceError
 
 PORTFOLIO = ("std 0.1", "balanced", "low-rank", "std 1", "balanced", "low-rank", "std 0.01", "balanced")
 #: relative size of the generic perturbation added to a low-rank start
 LOW_RANK_NOISE = 1e-3
 ENGINES = ("batched", "loop")
+#: the start index that is "reduced" on instances where ``ce_lift.liftable`` (else PORTFOLIO[REDUCED_AT])
+REDUCED_AT = 3
+#: starts of the reduced K x K search behind a "reduced" start
+REDUCED_STARTS = 8
 
 
 def _scales(inst: Instance) -> tuple[list[float], float]:
@@ -87,15 +97,45 @@ def low_rank_start(inst: Instance, generator: torch.Generator, rank: int, device
     return models.Params(ws, H, b).to(device=models.resolve_device(device))
 
 
+def reduced_start(inst: Instance, seed: int, device: str = "auto") -> models.Params | None:
+    """The "reduced" start (see the module docstring): the least end point of the reduced problem's first
+    ``REDUCED_STARTS`` portfolio starts (seeds ``seed``, ``seed + 1``, ...), its class-mean logits
+    Zbar = W_M...W_1 H lifted by ``ce_lift.balanced_point``; None if every reduced start diverged."""
+    red = ce_lift.reduced_instance(inst.K, inst.depth, ce_lift.ell_of(inst))
+    runs = solve_instances([red], starts=REDUCED_STARTS, seed=seed, device="cpu")[0].runs
+    ok = [r for r in runs if r.stop_reason != "diverged" and math.isfinite(r.objective)]
+    if not ok:
+        return None
+    p = min(ok, key=lambda r: r.objective).params.to_numpy()
+    W = p["weights"][0]
+    for w in p["weights"][1:]:
+        W = w @ W
+    point = ce_lift.balanced_point(W @ p["H"], inst)
+    return models.Params.from_numpy(point).to(device=models.resolve_device(device))
+
+
+def portfolio_kind(inst: Instance, i: int) -> str:
+    """The kind of start i for ``inst``: ``PORTFOLIO[i % 8]``, except "reduced" at i = ``REDUCED_AT`` on
+    instances where the deep CE reduction applies (``ce_lift.liftable``)."""
+    if i == REDUCED_AT and ce_lift.liftable(inst):
+        return "reduced"
+    return PORTFOLIO[i % len(PORTFOLIO)]
+
+
 def portfolio_start(inst: Instance, i: int, seed: int, device: str = "auto",
                     init_std: float | None = None) -> tuple[models.Params, str]:
-    """Start i of the portfolio (kind ``PORTFOLIO[i % 8]``, generator seed ``seed + i``) and its label;
+    """Start i of the portfolio (kind ``portfolio_kind(inst, i)``, generator seed ``seed + i``) and its label;
     ``init_std`` set: every start is Gaussian N(0, init_std^2) instead (the papers' protocol)."""
     gen = torch.Generator().manual_seed(int(seed) + i)
     if init_std is not None:
         return models.init_params(inst, gen, std=init_std, device=models.resolve_device(device)), f"std {init_std:g}"
-    kind = PORTFOLIO[i % len(PORTFOLIO)]
+    kind = portfolio_kind(inst, i)
     dev = models.resolve_device(device)
+    if kind == "reduced":
+        p0 = reduced_start(inst, int(seed) + i, device)
+        if p0 is not None:
+            return p0, kind
+        return models.init_params(inst, gen, std=1.0, device=dev), "std 1 (every reduced start diverged)"
     if kind == "balanced":
         return balanced_start(inst, gen, device), kind
     if kind == "low-rank":

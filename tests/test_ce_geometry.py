@@ -229,3 +229,25 @@ def test_derived_boundaries_are_the_recorded_crossings():
     with mpmath.workdps(40):
         assert [mpmath.nstr(b.value.value, 25) for b in glob] == [mpmath.nstr(mpmath.mpf(x["ell"]), 25) for x in rec]
     assert "simplex ETF on 4 (below)" in glob[0].description
+
+
+def test_reduced_start_lifts_the_reduced_search_and_never_recurses():
+    from numerics import ce_lift, starts
+
+    inst = Instance.create(classes=4, per_class=10, width=5, depth=5, lam_w=0.077545751, lam_h=0.077545751, loss="ce")
+    assert ce_lift.liftable(inst) and starts.portfolio_kind(inst, starts.REDUCED_AT) == "reduced"
+    red = ce_lift.reduced_instance(4, 5, ce_lift.ell_of(inst))
+    assert not ce_lift.liftable(red) and starts.portfolio_kind(red, starts.REDUCED_AT) == "std 1"
+    for other in (inst.with_(loss="mse"), inst.with_(bias=True, lam_b=0.1), inst.with_(width=3),
+                  Instance.create([3, 2, 2, 2], width=4, depth=2, loss="ce")):
+        assert not ce_lift.liftable(other) and starts.portfolio_kind(other, starts.REDUCED_AT) == "std 1"
+    p0, kind = starts.portfolio_start(inst, starts.REDUCED_AT, seed=0, device="cpu")
+    assert kind == "reduced"
+    # the lifted point has the objective of the reduced search's best end point (balanced factorization)
+    best = min(r.objective for r in starts.solve_instances([red], starts=starts.REDUCED_STARTS, seed=starts.REDUCED_AT,
+                                                           device="cpu")[0].runs)
+    assert abs(float(models.objective(inst, p0)) - best) < 1e-10 * max(1.0, best)
+    # near total collapse it is the global minimum the derivation names
+    assert abs(best - float(derive("ce-deep", inst).objective.value)) < 1e-9
+    again, _ = starts.portfolio_start(inst, starts.REDUCED_AT, seed=0, device="cpu")
+    assert torch.equal(again.flatten(), p0.flatten())

@@ -69,7 +69,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_instance_args(c)
     c.add_argument("--solver", choices=["lbfgs", "gd"], default="lbfgs")
     c.add_argument("--starts", type=int, default=None,
-                   help="random starts, alternating init scales 0.1 and 1 (default 4, 6 for ReLU models)")
+                   help="starts from the portfolio of numerics.starts (default 4, 6 for ReLU models)")
     c.add_argument("--seed", type=int, default=0)
     c.add_argument("--device", default="auto")
     c.add_argument("--theorems", help="load extra theorems from this Python file (defines THEOREMS)")
