@@ -251,3 +251,22 @@ def test_reduced_start_lifts_the_reduced_search_and_never_recurses():
     assert abs(best - float(derive("ce-deep", inst).objective.value)) < 1e-9
     again, _ = starts.portfolio_start(inst, starts.REDUCED_AT, seed=0, device="cpu")
     assert torch.equal(again.flatten(), p0.flatten())
+
+
+def test_with_a_bias_at_depth_two_the_codes_at_b0_are_not_the_global_minimum():
+    """Why ce-deep refuses a bias at M >= 2: a class-dependent bias lowers the objective below every code at b = 0
+    (full-matrix numerics); at M = 1 the ETF with b = 0 stays the derivation."""
+    from numerics.starts import solve_instances
+    from theory.errors import TheoryInputError
+
+    inst = Instance.create(classes=4, per_class=2, width=4, depth=2, lam_w=0.0159, lam_h=0.0159, loss="ce", bias=True,
+                           lam_b=0.001)
+    with pytest.raises(TheoryInputError, match="depth M = 1 only"):
+        derive("ce-deep", inst)
+    at_b0 = float(derive("ce-deep", inst.with_(bias=False, lam_b=0.0)).objective.value)
+    best = solve_instances([inst], starts=8, seed=0)[0].best
+    assert best.objective < at_b0 - 1e-5, (best.objective, at_b0)
+    assert float(np.abs(best.params.to_numpy()["b"]).max()) > 1e-3  # the bias is used
+    m1 = Instance.create(classes=4, per_class=2, width=4, depth=1, lam_w=0.05, lam_h=0.05, loss="ce", bias=True,
+                         lam_b=0.1)
+    assert derive("ce-deep", m1).derivation["etf_optimal"] is True

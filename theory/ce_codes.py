@@ -127,11 +127,6 @@ class Code:
     def is_etf(self) -> bool:
         return not self.coupled and len(self.blocks) == 1 and self.blocks[0][0].name().startswith("simplex ETF")
 
-    @property
-    def transitive(self) -> bool:
-        """Every class plays the same role (one block type): b = 0 is then stationary for a bias."""
-        return len(self.blocks) == 1 and not self.coupled
-
     def name(self) -> str:
         tail = " with a shared block-constant direction" if self.coupled else ""
         dead = [(b, c) for b, c in self.blocks if b.dead]

@@ -238,11 +238,12 @@ LEMMAS.append(Lemma(
     id="ce-codes-global", title="The least logit code is the global minimum of the reduced deep CE problem",
     statement=("For K = 3..6, M = 1..4 and ell in [1e-4, 0.2]: min over K x K Zbar of F(Zbar) = (1/K) sum_k CE(zbar_k, "
                "k) + ((M+1)/2) ell sum_i sigma_i(Zbar)^(2/(M+1)) equals the least value over the codes of "
-               "theory.ce_codes and total collapse (log K): the reduced numeric search (numerics.ce_reduced, the "
-               "factored K x K problem from the start portfolio) never ends below it and reaches it."),
+               "theory.ce_codes and total collapse (log K). Each code value is the value of an explicit Zbar, so the least one "
+               "is attained; checked: the reduced numeric search (numerics.ce_reduced, the factored K x K problem from "
+               "the start portfolio) never ends below it (how often it reaches it is reported)."),
     used_by=("dang2023.ce-deep", "ce-deep-etf-boundary"), checks=lambda ctx: CG.check_codes_vs_search(ctx),
     methods="random (K, M, ell) plus the recorded counterexample of dang2023.ce-deep; batched multi-start L-BFGS on "
-            "the factored reduced problem; two-sided comparison at ce_reduced.SAME_POINT"))
+            "the factored reduced problem; no end point below the least code (at ce_reduced.SAME_POINT)"))
 LEMMAS.append(Lemma(
     id="relu-nuclear-norm", title="Candidate step of the ReLU model's proof: the nuclear norm does not increase under ReLU",
     statement=("For all p, q >= 1 and X in R^{p x q}: ||relu(X)||_* <= ||X||_*, relu applied entrywise. (Candidate step "

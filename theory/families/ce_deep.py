@@ -9,9 +9,10 @@ matrix Zbar (classes in the code's block order: any permutation of the classes i
 singular values of Z, of every layer, of W and of H from the balanced factorization, and the Gram matrices.
 The ETF's value is reported beside it, with the ETF phase boundaries in ell.
 
-Assumptions (checked): loss ce, balanced, K >= 2, width d >= K (every rank is reachable), deep linear; with
-a bias, lambda_b > 0 and a class-transitive winner (one block type), where b = 0 is stationary (other codes
-are compared at b = 0, an upper bound for them).
+Assumptions (checked): loss ce, balanced, K >= 2, width d >= K (every rank is reachable), deep linear; a bias
+only at depth M = 1 (lambda_b > 0: convex, the ETF with b = 0). At M >= 2 a class-dependent bias can lower a
+non-transitive geometry below every code at b = 0 (found: K = 4, n = 2, M = 2, all lambdas 0.0159,
+lambda_b = 0.001: the full numerics end 1.9e-4 below the best code at b = 0), so no derivation is given there.
 """
 from __future__ import annotations
 
@@ -43,6 +44,11 @@ def check(I: ExactInstance) -> None:
                                f"K x K logits), got d = {I.width}, K = {I.K}")
     if I.bias and I.lam_b <= 0:
         raise TheoryInputError(f"{FAMILY} with a bias needs lambda_b > 0, got {I.lam_b}")
+    if I.bias and I.depth >= 2:
+        raise TheoryInputError(f"{FAMILY} with a bias is derived at depth M = 1 only: at M >= 2 a class-dependent bias "
+                               "can lower a non-transitive logit geometry below every code at b = 0 (e.g. K = 4, "
+                               "n = 2, M = 2, lambdas 0.0159, lambda_b = 0.001), so the K x K reduction does not give "
+                               "the global minimum")
 
 
 def geometry_boundaries(I: ExactInstance, etf_pred: Prediction, dps: int) -> tuple[PhaseBoundary, ...]:
@@ -119,9 +125,6 @@ def _code_prediction(I: ExactInstance, win: ce_codes.CodeValue, etf_pred: Predic
              "reduction: factorization identity + class averaging (lemmas ce-class-averaging, reduction:ce-deep); every code value is the value "
              "of an explicit point (an upper bound on f*); the least is selected; the reduced numeric search "
              "(numerics.ce_reduced) cross-checks that no other structure is lower"]
-    if I.bias:
-        notes.append("bias: the winner is class-transitive, so b = 0 is stationary (lambda_b > 0); other codes were "
-                     "compared at b = 0 (upper bounds for them)")
     gram = {"WWT": GramTarget("general", [E(WWT[k, k]) for k in range(K)], matrix=_rows(WWT, K), relabel=True,
                               description="W W^T = (L^M / prod_j lambda_Wj) (Z Z^T)^(M/(M+1)), Z Z^T = n Zbar Zbar^T"),
             "HbarTHbar": GramTarget("general", [E(HTH[k, k]) for k in range(K)], matrix=_rows(HTH, K), relabel=True,
@@ -137,7 +140,7 @@ def _code_prediction(I: ExactInstance, win: ce_codes.CodeValue, etf_pred: Predic
         singular_values=SingularValues([E(v) for v in w_sv], [[E(v) for v in row] for row in layers],
                                        [E(v) for v in z_sv], [E(v) for v in h_sv]),
         gram_targets=gram, class_mean_norms=[E(v) for v in norms],
-        bias=[Exact(mpmath.mpf(0), sp.Integer(0))] * K if I.bias else None, collapsed_classes=dead,
+        bias=None, collapsed_classes=dead,
         undetermined=["rotations between layers and of the features", "the assignment of classes to the code's "
                       "positions (any permutation)"],
         phase_boundaries=geometry_boundaries(I, etf_pred, dps), candidates=cands, notes=notes, dps=dps,
@@ -168,9 +171,6 @@ def derive(I: ExactInstance, dps: int) -> Prediction:
                               phase_boundaries=geometry_boundaries(I, etf_pred, dps),
                               derivation={**dict(etf_pred.derivation), "geometry": "simplex ETF", "etf_optimal": True,
                                           "reduction": "etf-margin"})
-    if I.bias and not win.code.transitive:
-        raise TheoryInputError(f"{FAMILY}: the winning geometry {win.name} is not class-transitive, so with a bias "
-                               "the optimal bias is not derived")
     return _code_prediction(I, win, etf_pred, refined, ell, dps)
 
 
