@@ -81,7 +81,8 @@ def describe(Zbar: np.ndarray) -> dict:
     """Geometry descriptors of a class-mean logit matrix: rank; distinct nonzero singular values with
     multiplicities; dead classes (logit column constant: CE = log K); groups of classes whose feature points
     coincide (equal logit columns); distinct norms of the feature points of the balanced factorization
-    (rows of V S^(1/2)) -- equal norms for every live class is a one-orbit (class-transitive) geometry."""
+    (rows of V S^(1/2)) -- equal norms for every live class is a one-orbit (class-transitive) geometry; and a
+    ``shape`` name (``_shape``: simplex ETF, cross-polytope, regular polygon, ... on the live classes)."""
     K = Zbar.shape[0]
     U, s, Vt = np.linalg.svd(Zbar)
     top = s[0] if s.size and s[0] > 0 else 1.0
@@ -111,7 +112,45 @@ def describe(Zbar: np.ndarray) -> dict:
             dist.append(float(x))
     return {"rank": r, "singular_values": [[v, m] for v, m in vals], "dead_classes": dead,
             "coincident_classes": [g for g in groups if len(g) > 1], "feature_norms": dist,
-            "one_orbit": len(dist) <= 1 and not dead}
+            "one_orbit": len(dist) <= 1 and not dead,
+            "shape": _shape(r, [pts[g[0]] for g in groups], len(dist), dead, [len(g) for g in groups])}
+
+
+#: relative tolerance of the shape tests (cosines, norms, angles)
+SHAPE_TOL = 1e-5
+
+
+def _shape(rank: int, points: list[np.ndarray], n_norms: int, dead: list[int], sizes: list[int]) -> str:
+    """A name for the configuration of the distinct live feature points: "simplex ETF on m" (every cosine
+    -1/(m-1)), "cross-polytope on m" (antipodal pairs, all other pairs orthogonal), "regular m-gon" (rank 2,
+    equally spaced angles), else "rank r, m points, k norms"; plus coincident classes and dead classes."""
+    if rank == 0 or not points:
+        return "total collapse"
+    m = len(points)
+    X = np.array(points)
+    nrm = np.linalg.norm(X, axis=1)
+    U = X / nrm[:, None]
+    C = U @ U.T
+    off = C[~np.eye(m, dtype=bool)]
+    same_norm = n_norms == 1
+    name = f"rank {rank}, {m} points, {n_norms} norm{'s' if n_norms > 1 else ''}"
+    if same_norm and m >= 2 and np.allclose(off, -1.0 / (m - 1), atol=SHAPE_TOL):
+        name = "antipodal pair" if m == 2 else f"simplex ETF on {m}"
+    elif same_norm and m % 2 == 0 and all(
+            np.sum(np.isclose(C[i], -1.0, atol=SHAPE_TOL)) == 1
+            and np.sum(np.isclose(C[i], 0.0, atol=SHAPE_TOL)) == m - 2 for i in range(m)):
+        name = f"cross-polytope on {m}"
+    elif same_norm and rank == 2 and m >= 3:
+        _, _, Vt = np.linalg.svd(X, full_matrices=False)
+        ang = np.sort(np.mod(np.arctan2(X @ Vt[1], X @ Vt[0]), 2 * np.pi))
+        gaps = np.diff(np.concatenate([ang, [ang[0] + 2 * np.pi]]))
+        if np.allclose(gaps, 2 * np.pi / m, atol=SHAPE_TOL * 2 * np.pi):
+            name = f"regular {m}-gon"
+    if any(k > 1 for k in sizes):
+        name += f", classes coinciding in groups of {sorted((k for k in sizes if k > 1), reverse=True)}"
+    if dead:
+        name += f" + {len(dead)} dead class{'es' if len(dead) > 1 else ''}"
+    return name
 
 
 def search(K: int, depth: int, ell: float, *, starts: int = 48, seed: int = 0, device: str = "auto",

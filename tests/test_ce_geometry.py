@@ -270,3 +270,20 @@ def test_with_a_bias_at_depth_two_the_codes_at_b0_are_not_the_global_minimum():
     m1 = Instance.create(classes=4, per_class=2, width=4, depth=1, lam_w=0.05, lam_h=0.05, loss="ce", bias=True,
                          lam_b=0.1)
     assert derive("ce-deep", m1).derivation["etf_optimal"] is True
+
+
+def test_describe_names_the_shape_of_the_class_means():
+    K = 5
+    etf = 3.0 * (np.eye(K) - np.ones((K, K)) / K)
+    pent = np.array([[math.cos(2 * math.pi * (j - k) / K) for k in range(K)] for j in range(K)])
+    cross = np.kron(np.eye(2), np.array([[1.0, -1.0], [-1.0, 1.0]]))
+    assert ce_reduced.describe(etf)["shape"] == "simplex ETF on 5"
+    assert ce_reduced.describe(pent)["shape"] == "regular 5-gon"
+    assert ce_reduced.describe(cross)["shape"] == "cross-polytope on 4"
+    assert ce_reduced.describe(np.zeros((3, 3)))["shape"] == "total collapse"
+    sub = np.zeros((4, 4))
+    sub[:3, :3] = 2.0 * (np.eye(3) - np.ones((3, 3)) / 3)  # an ETF on a subset, the fourth class dead
+    assert ce_reduced.describe(sub)["shape"] == "simplex ETF on 3 + 1 dead class"
+    bent = pent.copy()
+    bent[:, 0] *= 1.5  # one class farther out: not a regular polygon
+    assert ce_reduced.describe(bent)["shape"].startswith("rank 2, 5 points, ")

@@ -119,7 +119,8 @@ def check_codes_vs_search(ctx: Ctx, etf_only: bool = False) -> list[Outcome]:
             yield Trial(derived, best, tol, "float64 reduced search to ||grad|| <= 1e-10: F within 1e-12 of its local "
                                              "minimum; matched at ce_reduced.SAME_POINT relative",
                         {"K": K, "M": M, "ell": ell, "derived": derived, "geometry": name, "search": best,
-                         "search_rank": res.best.rank, "search_minima": len(res.minima)},
+                         "search_rank": res.best.rank, "search_shape": res.best.geometry.get("shape"),
+                         "search_minima": len(res.minima)},
                         note=f"the search reached the derived value on {reached[0] + (best <= derived + tol)} of "
                              f"{seen[0] + 1} draws")
             reached[0] += best <= derived + tol
