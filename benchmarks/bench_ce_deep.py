@@ -26,12 +26,12 @@ from __future__ import annotations
 import argparse
 import collections
 import json
-import math
 import sys
 import time
 
 import numpy as np
 
+from numerics.ce_lift import ell_of
 from numerics.problem import Instance
 from proofs_checks import verify
 from proofs_checks.catalogue import by_id
@@ -73,8 +73,7 @@ def _status(res, check: Check, quantity: str) -> str | None:
 def row(inst: Instance, starts: int, seed: int) -> dict:
     res = verify.check(by_id("dang2023.ce-deep"), inst, starts=starts, seed=seed)
     deriv = res.derivation or {}
-    ell = math.exp((math.log(inst.n) + math.log(inst.lam_h) + sum(map(math.log, inst.lam_w))) / (inst.depth + 1))
-    return {"flags": inst.cli_flags(), "K": inst.K, "n": inst.n, "M": inst.depth, "ell": ell,
+    return {"flags": inst.cli_flags(), "K": inst.K, "n": inst.n, "M": inst.depth, "ell": ell_of(inst),
             "verdict": res.verdict.value if hasattr(res.verdict, "value") else str(res.verdict),
             "derived_vs_numeric": _status(res, Check.NUMERICS, "numeric minimum vs derived minimum"),
             "derivation_refutes_etf": _status(res, Check.DERIVATION, "minimal objective f*") == "fail",

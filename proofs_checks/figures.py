@@ -44,12 +44,8 @@ def ce_phase_figure(path: Path) -> str | None:
     def label(name: str) -> str:
         return "simplex ETF" if name.startswith("simplex ETF") else name
 
-    def bands(e: dict) -> list[tuple[float, float, str]]:
-        """(ell from, ell to, winner) between the recorded crossings (exact, not the sampling grid)."""
-        lo, hi = e["range"]
-        edges = [lo] + [float(c["ell"]) for c in e["crossings"]] + [hi]
-        names_ = [e["winner_at_lo"]] + [c["right"] for c in e["crossings"]]
-        return [(edges[i], edges[i + 1], label(n)) for i, n in enumerate(names_)]
+    def bands(e: dict) -> list[tuple[float, float, str]]:  # between the recorded crossings, not the sampling grid
+        return [(a, b, label(n)) for a, b, n in ce_codes.bands(e)]
 
     names = sorted({n for e in table.values() for _, _, n in bands(e)}, key=lambda n: (n != "total collapse", n))
     cmap = plt.get_cmap("tab20")

@@ -1044,16 +1044,29 @@ def load_phase_table() -> dict[tuple[int, int], dict]:
     return _PHASE_CACHE[stamp]
 
 
+def bands(entry: dict) -> list[tuple[float, float, str]]:
+    """(ell from, ell to, winner) between the crossings of one phase-table entry, covering its range."""
+    lo, hi = entry["range"]
+    edges = [lo] + [float(c["ell"]) for c in entry["crossings"]] + [hi]
+    names = [entry["winner_at_lo"]] + [c["right"] for c in entry["crossings"]]
+    return [(edges[i], edges[i + 1], nm) for i, nm in enumerate(names)]
+
+
+def recorded_winner(K: int, M: int, ell: float) -> str | None:
+    """The global winner's name at ell from the recorded table ("total collapse" included); None when (K, M) is
+    not recorded or ell is outside its range."""
+    entry = load_phase_table().get((K, M))
+    if entry is None:
+        return None
+    return next((nm for a, b, nm in bands(entry) if a <= ell <= b), None)
+
+
 def etf_region(K: int, M: int) -> list[tuple[float, float]]:
     """The ell intervals (within PHASE_RANGE) where the simplex ETF is the global minimizer, from the recorded
     table when (K, M) is in it, else computed. ([] when the ETF never wins there.)"""
     entry = load_phase_table().get((K, M)) or phase_entry(K, M, dps=25, points=30)
     etf = etf_code(K).name() if K >= 2 else ""
-    lo, hi = entry["range"]
-    cuts = [float(c["ell"]) for c in entry["crossings"]]
-    names = [entry["winner_at_lo"]] + [c["right"] for c in entry["crossings"]]
-    edges = [lo] + cuts + [hi]
-    return [(edges[i], edges[i + 1]) for i, nm in enumerate(names) if nm == etf]
+    return [(a, b) for a, b, nm in bands(entry) if nm == etf]
 
 
 if __name__ == "__main__":  # python -m theory.ce_codes: recompute the recorded phase table (several minutes)

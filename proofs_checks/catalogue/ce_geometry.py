@@ -10,10 +10,9 @@ value and singular values of its code. The claim reads the recorded table (claim
 """
 from __future__ import annotations
 
-import math
-
 import mpmath as mp
 
+from numerics.ce_lift import ell_of
 from numerics.problem import Instance
 from proofs_checks.catalogue.dang2023 import dang_ce_deep
 from proofs_checks.statement import CE_NORMALIZATION, Expected, Theorem, assumptions, domain, mutant
@@ -22,12 +21,6 @@ from theory.prediction import Exact, Prediction
 SOURCE = ("conjecture written for this suite: the ETF region of dang2023.ce-deep's objective, from the global selection "
           "over logit codes (theory.ce_codes); related: Garrod & Keating, arXiv 2410.23169 (low-rank global minima of "
           "deep CE UFMs)")
-
-
-def ell_of(inst: Instance) -> float:
-    """ell = (n lambda_H prod_j lambda_Wj)^(1/(M+1))."""
-    M = inst.depth
-    return math.exp((math.log(inst.n) + math.log(inst.lam_h) + sum(math.log(v) for v in inst.lam_w)) / (M + 1))
 
 
 def on_etf_side(inst: Instance, widen: float = 1.0) -> bool:

@@ -3,10 +3,9 @@ mutants, assumptions, domains and recorded verdicts of ``dang2023.mse-deep``, ``
 ``dang2023.ce-deep``. The claims are the paper's rules, right or wrong, computed in mpmath (``statement.DPS``)."""
 from __future__ import annotations
 
-import math
-
 import mpmath as mp
 
+from numerics.ce_lift import ell_of
 from numerics.problem import Instance
 from proofs_checks.statement import (CE_NORMALIZATION, DPS, MSE_NORMALIZATION, Expected, Theorem, assumptions, domain,
                                      etf_prediction, exact, minimize_on_halfline, mutant, num, positive_real_roots,
@@ -182,14 +181,17 @@ MSE_DEEP_BIAS = Theorem(
 def etf_not_global(inst: Instance) -> bool:
     """Where the ETF claim is false: the global selection of ``theory.ce_codes`` at the instance's
     ell = (n lambda_H prod_j lambda_Wj)^(1/(M+1)) is a geometry other than the simplex ETF (and not total collapse,
-    where the claim's margin is 0 as well). With lambda_b > 0 the same points with b = 0 beat the ETF claim."""
+    where the claim's margin is 0 as well). With a bias (lambda_b > 0) these points with b = 0 still beat the ETF
+    claim, but a class-dependent bias can beat it elsewhere too (family ce-deep), so there it is a subset."""
     from theory import ce_codes
 
     if not inst.balanced or inst.K < 3 or inst.depth < 2:
         return False
-    M = inst.depth
-    ell = math.exp((math.log(inst.n) + math.log(inst.lam_h) + sum(math.log(v) for v in inst.lam_w)) / (M + 1))
-    win, _ = ce_codes.best_geometry(inst.K, M, ell, 25)
+    ell = ell_of(inst)
+    name = ce_codes.recorded_winner(inst.K, inst.depth, ell)  # the recorded table, else the selection at ell
+    if name is not None:
+        return name not in ("total collapse", ce_codes.etf_code(inst.K).name())
+    win, _ = ce_codes.best_geometry(inst.K, inst.depth, ell, 25)
     return win is not None and not win.code.is_etf
 
 

@@ -35,6 +35,7 @@ LEMMA_VERDICTS = ("holds", "violated", "inconclusive")
 
 ALL_THEOREMS = ("dang2023.mse-deep", "dang2023.mse-deep-bias", "dang2023.ce-deep", "tirer2022.mse-ufm",
                 "tirer2022.mse-ufm-bias", "tirer2022.extended-linear", "tirer2022.extended-relu", "ce-deep-etf-boundary")
+CE_DEEP_THEOREMS = ("dang2023.ce-deep", "ce-deep-etf-boundary")
 MSE_THEOREMS = ("dang2023.mse-deep", "dang2023.mse-deep-bias", "tirer2022.mse-ufm", "tirer2022.mse-ufm-bias",
                 "tirer2022.extended-linear")
 
@@ -232,7 +233,7 @@ LEMMAS.append(Lemma(
                "projector) and (1/N) sum_i CE(z_i P, y_i) <= (1/N) sum_i CE(z_i, y_i) (CE is convex). Hence the deep CE "
                "objective has a minimizer with NC1 and reduces to the K x K class-mean logits Zbar with the penalty "
                "((M+1)/2) L n^(1/(M+1)) sum_i sigma_i(Zbar)^(2/(M+1))."),
-    used_by=("dang2023.ce-deep", "ce-deep-etf-boundary"), checks=lambda ctx: CG.check_class_averaging(ctx),
+    used_by=CE_DEEP_THEOREMS, checks=lambda ctx: CG.check_class_averaging(ctx),
     methods="random logit matrices (Gaussian at scales 1e-2..1e2, and near-collapsed: class means plus small noise)"))
 LEMMAS.append(Lemma(
     id="ce-codes-global", title="The least logit code is the global minimum of the reduced deep CE problem",
@@ -241,7 +242,7 @@ LEMMAS.append(Lemma(
                "theory.ce_codes and total collapse (log K). Each code value is the value of an explicit Zbar, so the least one "
                "is attained; checked: the reduced numeric search (numerics.ce_reduced, the factored K x K problem from "
                "the start portfolio) never ends below it (how often it reaches it is reported)."),
-    used_by=("dang2023.ce-deep", "ce-deep-etf-boundary"), checks=lambda ctx: CG.check_codes_vs_search(ctx),
+    used_by=CE_DEEP_THEOREMS, checks=lambda ctx: CG.check_codes_vs_search(ctx),
     methods="random (K, M, ell) plus the recorded counterexample of dang2023.ce-deep; batched multi-start L-BFGS on "
             "the factored reduced problem; no end point below the least code (at ce_reduced.SAME_POINT)"))
 LEMMAS.append(Lemma(

@@ -52,6 +52,8 @@ def _mk_bias(rng):
 
 
 def _mk_ce(rng):
+    # K <= 3, M <= 2, n <= 2, lambdas <= 5e-2: ell <= 2^(1/3) 0.05 = 0.063, inside the ETF region (K = 3, M = 2: the
+    # ETF wins below ell = 0.1735; K = 2 and M = 1: everywhere below collapse), where this reduction is claimed
     K = int(rng.integers(2, 4))
     M = int(rng.integers(1, 3))
     return Instance.create([int(rng.integers(1, 3))] * K, width=K, depth=M, lam_w=[_lam(rng) for _ in range(M)],
