@@ -28,8 +28,8 @@ import time
 import numpy as np
 import torch
 
-from numerics import batched, starts as st
-from numerics.problem import Instance
+from ncverify.numerics import batched, starts as st
+from ncverify.numerics.problem import Instance
 
 
 def instances(count: int, seed: int) -> list[Instance]:

@@ -31,11 +31,11 @@ import time
 
 import numpy as np
 
-from numerics.ce_lift import ell_of
-from numerics.problem import Instance
-from proofs_checks import verify
-from proofs_checks.catalogue import by_id
-from proofs_checks.verify.evidence import Check, Status
+from ncverify.numerics.ce_lift import ell_of
+from ncverify.numerics.problem import Instance
+from ncverify.proofs_checks import verify
+from ncverify.proofs_checks.catalogue import by_id
+from ncverify.proofs_checks.verify.evidence import Check, Status
 
 
 def instances(count: int, seed: int) -> list[Instance]:
@@ -52,7 +52,7 @@ def instances(count: int, seed: int) -> list[Instance]:
 
 def boundary_instances(r: float, seed: int) -> list[Instance]:
     """Two instances per recorded crossing, at ell* (1 -+ r) (see the module docstring)."""
-    from theory import ce_codes
+    from ncverify.theory import ce_codes
 
     rng = np.random.default_rng(seed + 1)
     out = []

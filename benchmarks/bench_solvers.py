@@ -18,8 +18,8 @@ import time
 
 import torch
 
-from numerics import ground_truth, models, solvers
-from numerics.problem import Instance
+from ncverify.numerics import ground_truth, models, solvers
+from ncverify.numerics.problem import Instance
 
 COUNTS = (20, 15, 10, 6, 3, 2)
 WIDTH = 8

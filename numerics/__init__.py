@@ -15,6 +15,6 @@ torch and numpy only (never SymPy). Submodules:
 * ``numerics.ce_lift``  -- deep CE: the reduced K x K problem as an instance, the balanced lift of class-mean logits;
 * ``numerics.ce_reduced`` -- the reduced deep CE search: every distinct local minimum with its geometry.
 """
-from numerics.problem import Instance, InstanceError
+from ncverify.numerics.problem import Instance, InstanceError
 
 __all__ = ["Instance", "InstanceError"]

@@ -46,10 +46,10 @@ from typing import Callable, Sequence
 
 import torch
 
-from numerics import losses, models
-from numerics.models import Params, check_params, resolve_device
-from numerics.problem import Instance, InstanceError
-from numerics.solvers import (GD_GRAD_TOL, GD_MAX_ITER, LBFGS_GRAD_TOL, LBFGS_MAX_ITER, POLISH_PATIENCE,
+from ncverify.numerics import losses, models
+from ncverify.numerics.models import Params, check_params, resolve_device
+from ncverify.numerics.problem import Instance, InstanceError
+from ncverify.numerics.solvers import (GD_GRAD_TOL, GD_MAX_ITER, LBFGS_GRAD_TOL, LBFGS_MAX_ITER, POLISH_PATIENCE,
                               POLISH_SLACK, RunResult)
 
 #: L-BFGS memory m (pairs). A step streams the (2m x n) memory twice, which dominates its cost at large batches;

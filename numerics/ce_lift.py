@@ -15,7 +15,7 @@ import math
 
 import numpy as np
 
-from numerics.problem import Instance, InstanceError
+from ncverify.numerics.problem import Instance, InstanceError
 
 #: a singular value below this fraction of the largest counts as zero (rank)
 RANK_TOL = 1e-6

@@ -18,9 +18,9 @@ from typing import Sequence
 
 import numpy as np
 
-from numerics import starts as st
-from numerics.ce_lift import RANK_TOL, ZERO_LOGIT, balanced_point, ell_of, reduced_instance  # noqa: F401 (API)
-from numerics.problem import InstanceError
+from ncverify.numerics import starts as st
+from ncverify.numerics.ce_lift import RANK_TOL, ZERO_LOGIT, balanced_point, ell_of, reduced_instance  # noqa: F401 (API)
+from ncverify.numerics.problem import InstanceError
 
 #: two end points are the same local minimum when their F and singular values agree to this relative tolerance:
 #: the solver stops at ||grad|| <= 1e-10, so F is within ||grad||^2 / (2 mu) <= 1e-12 of the local minimum

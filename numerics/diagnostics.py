@@ -19,8 +19,8 @@ import math
 import numpy as np
 import torch
 
-from numerics import models
-from numerics.problem import Instance
+from ncverify.numerics import models
+from ncverify.numerics.problem import Instance
 
 #: float64 machine epsilon (2^-52).
 EPS = float(np.finfo(np.float64).eps)

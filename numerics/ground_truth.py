@@ -43,7 +43,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from numerics.problem import Instance, InstanceError
+from ncverify.numerics.problem import Instance, InstanceError
 
 
 def _labels(counts) -> np.ndarray:

@@ -31,7 +31,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from numerics.problem import Instance
+from ncverify.numerics.problem import Instance
 
 NC1_RTOL = 1e-10
 ZERO_ATOL = 1e-6
@@ -245,7 +245,7 @@ def measure(inst: Instance, params: Any, global_mean: str = "sample", zero_atol:
     """
     import torch  # local: metrics itself is numpy-only, the objective is evaluated by the torch model
 
-    from numerics.models import Params, forward, objective_parts
+    from ncverify.numerics.models import Params, forward, objective_parts
 
     Ws, H, b = _unpack(params)
     P = Params.from_numpy({"weights": Ws, "H": H, "b": b})

@@ -29,8 +29,8 @@ from typing import Sequence
 import numpy as np
 import torch
 
-from numerics import losses
-from numerics.problem import Instance, InstanceError
+from ncverify.numerics import losses
+from ncverify.numerics.problem import Instance, InstanceError
 
 DEVICES = ("auto", "cpu", "cuda")
 

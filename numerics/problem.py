@@ -203,7 +203,7 @@ def _validate_loss(loss: object) -> str:
     """
     if loss in LOSSES:
         return loss  # type: ignore[return-value]
-    from numerics.losses import LossError, canonical
+    from ncverify.numerics.losses import LossError, canonical
 
     try:
         return canonical(loss)  # type: ignore[arg-type]

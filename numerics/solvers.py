@@ -25,8 +25,8 @@ from typing import Callable
 
 import torch
 
-from numerics.models import Params, check_params, flat_objective, init_params, labels, resolve_device
-from numerics.problem import Instance, InstanceError
+from ncverify.numerics.models import Params, check_params, flat_objective, init_params, labels, resolve_device
+from ncverify.numerics.problem import Instance, InstanceError
 
 STOP_REASONS = ("converged", "budget", "diverged")
 

@@ -32,8 +32,8 @@ from typing import Callable, Sequence
 
 import torch
 
-from numerics import batched, ce_lift, models, solvers
-from numerics.problem import Instance, InstanceError
+from ncverify.numerics import batched, ce_lift, models, solvers
+from ncverify.numerics.problem import Instance, InstanceError
 
 PORTFOLIO = ("std 0.1", "balanced", "low-rank", "std 1", "balanced", "low-rank", "std 0.01", "balanced")
 #: relative size of the generic perturbation added to a low-rank start

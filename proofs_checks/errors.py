@@ -2,8 +2,8 @@
 exit code 2; anything else is a bug and is reported as one (exit code 3)."""
 from __future__ import annotations
 
-from numerics.problem import InstanceError
-from theory.errors import TheoryInputError
+from ncverify.numerics.problem import InstanceError
+from ncverify.theory.errors import TheoryInputError
 
 
 class NcverifyError(Exception):

@@ -34,7 +34,7 @@ def ce_phase_figure(path: Path) -> str | None:
     """Deep linear CE: the globally optimal logit geometry over (ell, M) for K = 3..8, from the recorded phase
     table (theory/golden/ce_phase.json; theory.ce_codes); certified crossings as ticks. ell = lambda n^(1/(M+1))
     for equal lambdas, so one panel covers every n."""
-    from theory import ce_codes
+    from ncverify.theory import ce_codes
 
     table = ce_codes.load_phase_table()
     if not table:
@@ -124,7 +124,7 @@ def nc_trajectories(insts: list, seed: int = 0, iters: int = 3000, every: int = 
     the post-ReLU features s(W_1 H) and W_2 for the ReLU model. NC2 target: OF (ETF with a bias or CE)."""
     import torch
 
-    from numerics import batched, metrics, models
+    from ncverify.numerics import batched, metrics, models
 
     problems = [batched.Problem(i, models.init_params(i, torch.Generator().manual_seed(seed)), seed=seed, kind="std 0.1")
                 for i in insts]
@@ -158,7 +158,7 @@ def nc_trajectory(inst, seed: int = 0, iters: int = 3000, every: int = 50) -> di
 
 
 def nc_along_gd_figure(data: dict, path: Path, seed: int = 0) -> str | None:
-    from proofs_checks.catalogue import by_id
+    from ncverify.proofs_checks.catalogue import by_id
 
     ths = [by_id(t["id"]) for t in data["theorems"]]
     ths = [t for t in ths if t.examples]
@@ -186,11 +186,11 @@ def nc_along_gd_figure(data: dict, path: Path, seed: int = 0) -> str | None:
 def phase_diagram_figure(path: Path, seed: int = 0, points: int = 10) -> str | None:
     """dang2023.mse-deep at M = 2, K = 2 balanced: sweep lambda_H across the derived boundaries; plot the
     derived and the claimed singular value of W, the boundaries, and the numeric verdict at each point."""
-    from numerics.problem import Instance
-    from proofs_checks import verify
-    from proofs_checks.catalogue import by_id
-    from proofs_checks.statement.domains import critical_values
-    from theory.derive import derive
+    from ncverify.numerics.problem import Instance
+    from ncverify.proofs_checks import verify
+    from ncverify.proofs_checks.catalogue import by_id
+    from ncverify.proofs_checks.statement.domains import critical_values
+    from ncverify.theory.derive import derive
 
     th = by_id("dang2023.mse-deep")
     base = Instance.create([2, 2], width=2, depth=2, lam_w=1e-2, lam_h=1e-2)

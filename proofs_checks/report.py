@@ -14,8 +14,8 @@ import time
 from pathlib import Path
 from typing import Callable
 
-from proofs_checks.statement import Theorem
-from proofs_checks.search import Budget, TheoremResult, search_theorem
+from ncverify.proofs_checks.statement import Theorem
+from ncverify.proofs_checks.search import Budget, TheoremResult, search_theorem
 
 
 def run_catalogue(theorems: list[Theorem], mutants: list[Theorem], budget: Budget, seed: int = 0,
@@ -41,7 +41,7 @@ def run_catalogue(theorems: list[Theorem], mutants: list[Theorem], budget: Budge
     changed = [r.theorem.id for r in results if r.verdict != r.theorem.expected.verdict]
     lem = None
     if lemmas:
-        from proofs_checks.lemmas import run_lemmas
+        from ncverify.proofs_checks.lemmas import run_lemmas
 
         lem = run_lemmas(budget.name, seed=seed, theorems=[t.id for t in theorems],
                          progress=(lambda msg, i, n: progress(msg, len(todo), len(todo))) if progress else None)
@@ -104,7 +104,7 @@ def write_markdown(data: dict, path: Path, figures: list[str]) -> None:
     lines += ["## Mutants (seeded wrong claims)", "", "| mutant | mutation | verdict | reason |", "|---|---|---|---|"]
     for r in m["results"]:
         lines.append(f"| `{r['id']}` | {r['mutation']} | {r['verdict']} | {r['reason'][:160]} |")
-    from proofs_checks.lemmas import lemma_markdown
+    from ncverify.proofs_checks.lemmas import lemma_markdown
 
     lines += [""] + lemma_markdown(data)
     lines += [""] + ce_geometry_markdown()
@@ -116,7 +116,7 @@ def write_markdown(data: dict, path: Path, figures: list[str]) -> None:
 def ce_geometry_markdown() -> list[str]:
     """The recorded deep CE phase table (theory/golden/ce_phase.json) as a section: per (K, M) the winner at small
     ell and every certified change of the global geometry."""
-    from theory import ce_codes
+    from ncverify.theory import ce_codes
 
     table = ce_codes.load_phase_table()
     if not table:
@@ -151,7 +151,7 @@ def write_report(data: dict, out: Path, figures: bool = True, seed: int = 0,
     out.mkdir(parents=True, exist_ok=True)
     figs: list[str] = []
     if figures:
-        from proofs_checks import figures as F
+        from ncverify.proofs_checks import figures as F
 
         figs = F.make_all(data, out / "figures", seed=seed, progress=progress)
         figs = [str(Path(f).relative_to(out)) for f in figs]

@@ -17,10 +17,10 @@ from typing import Callable
 
 from hypothesis import HealthCheck, Phase, given, seed as hseed, settings
 
-from numerics.problem import Instance
-from proofs_checks import verify
-from proofs_checks.errors import UsageError
-from proofs_checks.statement import Theorem
+from ncverify.numerics.problem import Instance
+from ncverify.proofs_checks import verify
+from ncverify.proofs_checks.errors import UsageError
+from ncverify.proofs_checks.statement import Theorem
 
 
 @dataclass(frozen=True)

@@ -32,10 +32,11 @@ def _is_cache(path: Path) -> bool:
 def _discover_modules() -> dict[str, Path]:
     """Map dotted module name -> source file for every .py file under the three packages.
 
-    A package's ``__init__.py`` is the package module itself (``theory/__init__.py`` -> ``theory``).
+    A package's ``__init__.py`` is the package module itself (``theory/__init__.py`` -> ``ncverify.theory``:
+    the three repository folders install as subpackages of ``ncverify``, see pyproject.toml).
     """
     modules: dict[str, Path] = {}
-    for pkg in PACKAGES:
+    for pkg in PACKAGES + ("ncverify",):
         root = REPO_ROOT / pkg
         if not root.is_dir():
             continue
@@ -45,6 +46,8 @@ def _discover_modules() -> dict[str, Path]:
             parts = list(path.relative_to(REPO_ROOT).with_suffix("").parts)
             if parts[-1] == "__init__":
                 parts.pop()
+            if parts[0] != "ncverify":  # the repository folders install as ncverify.theory, ...
+                parts.insert(0, "ncverify")
             modules[".".join(parts)] = path
     return modules
 
@@ -197,11 +200,12 @@ def _forbidden_imports(package: str, forbidden: set[str]) -> list[str]:
     modules = _discover_modules()
     known = set(modules)
     hits = []
+    package = "ncverify." + package
     for mod, path in modules.items():
         if mod != package and not mod.startswith(package + "."):
             continue
         for target, line in _imported_names(mod, path, known):
-            if target.split(".")[0] in forbidden:
+            if target.removeprefix("ncverify.").split(".")[0] in forbidden or target == "ncverify":
                 hits.append(f"{path.relative_to(REPO_ROOT)}:{line}: imports {target}")
     return sorted(set(hits))
 
@@ -264,7 +268,7 @@ def test_no_theorem_ids_under_theory():
 # ---------------------------------------------------------------------------------------------
 _PROBE = """
 import json, sys
-from proofs_checks.cli import main
+from ncverify.proofs_checks.cli import main
 try:
     rc = main({argv!r})
 except SystemExit as exc:

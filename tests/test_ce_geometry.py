@@ -9,10 +9,10 @@ import numpy as np
 import pytest
 import torch
 
-from numerics import ce_reduced, models
-from numerics.problem import Instance, InstanceError
-from theory import ce_codes as C
-from theory.derive import derive
+from ncverify.numerics import ce_reduced, models
+from ncverify.numerics.problem import Instance, InstanceError
+from ncverify.theory import ce_codes as C
+from ncverify.theory.derive import derive
 
 # from ../shared/THEOREMS.md (numbers found by the full-matrix numerics, not by this code): K = 4, n = 2, M = 3,
 # all lambdas 0.002: a square of class-mean logits at 0.0372818 against the best ETF's 0.0404879
@@ -134,7 +134,7 @@ def test_family_reports_the_true_minimizer_and_the_etf_beside_it():
 
 
 def test_family_rejects_bad_input_by_name():
-    from theory.errors import TheoryInputError
+    from ncverify.theory.errors import TheoryInputError
 
     with pytest.raises(TheoryInputError, match="width d >= K"):
         derive("ce-deep", Instance.create(classes=4, per_class=1, width=3, depth=2, loss="ce"))
@@ -148,7 +148,7 @@ def test_family_rejects_bad_input_by_name():
 
 def test_full_matrix_numerics_reach_the_derived_minimum_and_never_go_below():
     """Independent full-matrix batched numerics (the start portfolio) on instances with different geometries."""
-    from numerics.starts import solve_instances
+    from ncverify.numerics.starts import solve_instances
 
     insts = [Instance.create(classes=4, per_class=2, width=4, depth=3, lam_w=0.002, lam_h=0.002, loss="ce"),
              Instance.create(classes=5, per_class=1, width=5, depth=2, lam_w=[0.02, 0.05], lam_h=0.04, loss="ce"),
@@ -168,8 +168,8 @@ def test_describe_names_dead_and_coincident_classes():
 
 
 def test_dang_ce_deep_refuted_where_the_codes_say_and_the_conjecture_holds_on_both_sides():
-    from proofs_checks import verify
-    from proofs_checks.catalogue import by_id
+    from ncverify.proofs_checks import verify
+    from ncverify.proofs_checks.catalogue import by_id
 
     th, conj = by_id("dang2023.ce-deep"), by_id("ce-deep-etf-boundary")
     bad = Instance.create(classes=4, per_class=2, width=4, depth=3, lam_w=0.002, lam_h=0.002, loss="ce")
@@ -185,7 +185,7 @@ def test_dang_ce_deep_refuted_where_the_codes_say_and_the_conjecture_holds_on_bo
 
 
 def test_relabelled_distance_sees_a_relabelling_and_not_a_different_geometry():
-    from proofs_checks.verify.stages import relabelled_distance
+    from ncverify.proofs_checks.verify.stages import relabelled_distance
 
     rng = np.random.default_rng(3)
     for K in (4, 9):
@@ -207,8 +207,8 @@ def test_relabelled_distance_sees_a_relabelling_and_not_a_different_geometry():
 
 def test_constructed_point_of_a_code_prediction_is_critical_with_value_f_star():
     """The logits layout of theory.construct (SVD of Zbar in mpmath) for codes with dead classes and coupling."""
-    from numerics import diagnostics
-    from proofs_checks.verify.stages import construct_claimed_point
+    from ncverify.numerics import diagnostics
+    from ncverify.proofs_checks.verify.stages import construct_claimed_point
 
     for inst in (Instance.create(classes=5, per_class=3, width=6, depth=3, lam_w=0.003, lam_h=0.003, loss="ce"),
                  Instance.create(classes=3, per_class=2, width=3, depth=2, lam_w=0.145, lam_h=0.145, loss="ce")):
@@ -232,7 +232,7 @@ def test_derived_boundaries_are_the_recorded_crossings():
 
 
 def test_reduced_start_lifts_the_reduced_search_and_never_recurses():
-    from numerics import ce_lift, starts
+    from ncverify.numerics import ce_lift, starts
 
     inst = Instance.create(classes=4, per_class=10, width=5, depth=5, lam_w=0.077545751, lam_h=0.077545751, loss="ce")
     assert ce_lift.liftable(inst) and starts.portfolio_kind(inst, starts.REDUCED_AT) == "reduced"
@@ -256,8 +256,8 @@ def test_reduced_start_lifts_the_reduced_search_and_never_recurses():
 def test_with_a_bias_at_depth_two_the_codes_at_b0_are_not_the_global_minimum():
     """Why ce-deep refuses a bias at M >= 2: a class-dependent bias lowers the objective below every code at b = 0
     (full-matrix numerics); at M = 1 the ETF with b = 0 stays the derivation."""
-    from numerics.starts import solve_instances
-    from theory.errors import TheoryInputError
+    from ncverify.numerics.starts import solve_instances
+    from ncverify.theory.errors import TheoryInputError
 
     inst = Instance.create(classes=4, per_class=2, width=4, depth=2, lam_w=0.0159, lam_h=0.0159, loss="ce", bias=True,
                            lam_b=0.001)

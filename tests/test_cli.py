@@ -7,7 +7,7 @@ import sys
 
 import pytest
 
-from proofs_checks.cli import main
+from ncverify.proofs_checks.cli import main
 
 
 def run_cli(capsys, *argv: str) -> tuple[int, str, str]:
@@ -62,7 +62,7 @@ def test_bad_input_is_one_line_exit_2(capsys, argv, fragment):
 
 
 def test_console_script_exit_code_without_traceback():
-    proc = subprocess.run([sys.executable, "-m", "proofs_checks.cli", "solve", "--counts", "2,0"],
+    proc = subprocess.run([sys.executable, "-m", "ncverify", "solve", "--counts", "2,0"],
                           capture_output=True, text=True)
     assert proc.returncode == 2 and "Traceback" not in proc.stderr and "n_2 must be >= 1" in proc.stderr
 

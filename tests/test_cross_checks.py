@@ -8,15 +8,15 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from numerics.problem import Instance
+from ncverify.numerics.problem import Instance
 import functools
 
 import mpmath as mp
 
-from numerics import diagnostics, starts
-from proofs_checks import tolerances as tl
-from theory import phase
-from theory.derive import derive
+from ncverify.numerics import diagnostics, starts
+from ncverify.proofs_checks import tolerances as tl
+from ncverify.theory import phase
+from ncverify.theory.derive import derive
 
 
 def mse_kappa_thresholds(M):

@@ -8,9 +8,9 @@ import math
 import numpy as np
 import pytest
 
-from proofs_checks import lemmas as L
-from proofs_checks.lemmas import spectral as SP
-from proofs_checks.lemmas.core import Ctx, LemmaBudget, Outcome, Property, Trial, run_property
+from ncverify.proofs_checks import lemmas as L
+from ncverify.proofs_checks.lemmas import spectral as SP
+from ncverify.proofs_checks.lemmas.core import Ctx, LemmaBudget, Outcome, Property, Trial, run_property
 
 SEED = 0
 
@@ -162,7 +162,7 @@ def test_select_by_lemma_and_theorem_ids():
     assert {"relu-nuclear-norm", "balancedness-relu-diagonal", "reduction:extended-relu", "factorization-identity"} <= ids
     assert "wrong:factorization-identity:m/3" in ids  # the wrong lemmas of a selected lemma come along
     assert not {lm.id for lm in L.select(theorems=["user.my-theorem"])}
-    from numerics.problem import InstanceError
+    from ncverify.numerics.problem import InstanceError
 
     with pytest.raises(InstanceError, match="neither a lemma id nor a theorem id"):
         L.select(["no-such-lemma"])
@@ -170,7 +170,7 @@ def test_select_by_lemma_and_theorem_ids():
 
 def test_budget_names():
     assert LemmaBudget.of("quick").random_trials < LemmaBudget.of("default").random_trials
-    from numerics.problem import InstanceError
+    from ncverify.numerics.problem import InstanceError
 
     with pytest.raises(InstanceError):
         LemmaBudget.of("huge")
@@ -194,7 +194,7 @@ def test_lemma_markdown_section(quick_run):
 
 
 def test_cli_lemmas_json(capsys):
-    from proofs_checks.cli import main
+    from ncverify.proofs_checks.cli import main
 
     rc = main(["lemmas", "--json", "--budget", "quick", "--only", "von-neumann-trace,relu-nuclear-norm"])
     data = json.loads(capsys.readouterr().out)
@@ -209,7 +209,7 @@ def test_cli_lemmas_json(capsys):
 
 
 def test_cli_lemmas_text_and_errors(capsys):
-    from proofs_checks.cli import main
+    from ncverify.proofs_checks.cli import main
 
     assert main(["lemmas", "--budget", "quick", "--only", "wrong:von-neumann-trace:reversed"]) == 0
     out = capsys.readouterr().out

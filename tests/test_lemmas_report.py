@@ -5,10 +5,10 @@ from __future__ import annotations
 import dataclasses
 import json
 
-from proofs_checks import lemmas as L
-from proofs_checks import report
-from proofs_checks.catalogue import by_id
-from proofs_checks.search import Budget, TheoremResult
+from ncverify.proofs_checks import lemmas as L
+from ncverify.proofs_checks import report
+from ncverify.proofs_checks.catalogue import by_id
+from ncverify.proofs_checks.search import Budget, TheoremResult
 
 
 def _stub_search(theorem, budget, *, seed=0, solver="lbfgs", progress=None):
@@ -44,7 +44,7 @@ def test_run_report_has_a_lemma_section_and_tracks_lemma_verdicts(tmp_path, monk
 
 
 def test_cli_lemmas_exit_code_tracks_the_record(monkeypatch, capsys):
-    from proofs_checks.cli import main
+    from ncverify.proofs_checks.cli import main
 
     _flip_relu_record(monkeypatch)
     rc = main(["lemmas", "--json", "--budget", "quick", "--only", "relu-nuclear-norm", "--no-wrong"])

@@ -9,8 +9,8 @@ import pytest
 import torch
 from hypothesis import given, strategies as st
 
-from numerics import batched, models, solvers, starts
-from numerics.problem import Instance
+from ncverify.numerics import batched, models, solvers, starts
+from ncverify.numerics.problem import Instance
 
 MIXED = [
     Instance.create((2, 3), width=2, depth=1, lam_w=0.01, lam_h=0.02, loss="mse"),
@@ -229,7 +229,7 @@ def test_portfolio_kinds_seeds_and_low_rank_starts():
 def test_solve_finds_the_global_minimum_of_a_deep_imbalanced_instance():
     """The instance where Gaussian starts end in a partly collapsed minimum (0.1536, two classes dead): the
     default portfolio reaches the derived global minimum."""
-    from theory.derive import derive
+    from ncverify.theory.derive import derive
 
     inst = Instance.create((9, 6, 3, 2), width=6, depth=3, lam_w=(0.003, 0.006, 0.004), lam_h=0.005)
     fstar = float(derive("mse-deep", inst).objective.value)

@@ -18,8 +18,8 @@ import numpy as np
 import pytest
 import torch
 
-from numerics import diagnostics, models, solvers, starts
-from numerics.problem import Instance
+from ncverify.numerics import diagnostics, models, solvers, starts
+from ncverify.numerics.problem import Instance
 
 HESS_RTOL = 1e-10
 ROOT = Path(__file__).resolve().parents[1]
@@ -242,6 +242,6 @@ def test_multistart_default_budget_converges():
 # layering
 # ---------------------------------------------------------------------------------------------
 def test_new_modules_do_not_import_sympy():
-    code = "import sys, numerics.diagnostics, numerics.starts; assert 'sympy' not in sys.modules"
+    code = "import sys, ncverify.numerics.diagnostics, ncverify.numerics.starts; assert 'sympy' not in sys.modules"
     out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=60)
     assert out.returncode == 0, out.stderr

@@ -10,9 +10,9 @@ from hypothesis import given
 from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
 
-from numerics import metrics
-from numerics.models import Params
-from numerics.problem import Instance
+from ncverify.numerics import metrics
+from ncverify.numerics.models import Params
+from ncverify.numerics.problem import Instance
 
 ZERO = 1e-12  # exact constructions: only float64 rounding of O(1) entries remains
 CLEAR = 1e-3  # a 10% perturbation moves every metric far above rounding
@@ -147,7 +147,7 @@ def test_measure_extended_model_stages_and_params_input():
 
     inst = Instance.create([3, 3, 3], width=4, depth=3, lam_w=1e-2, lam_h=1e-2, activation="relu", bias=True)
     g = torch.Generator().manual_seed(0)
-    from numerics.models import init_params
+    from ncverify.numerics.models import init_params
 
     p = init_params(inst, g, std=0.5)
     out = metrics.measure(inst, p)

@@ -8,9 +8,9 @@ import numpy as np
 import pytest
 import torch
 
-from numerics import models
-from numerics.models import Params, flat_objective, init_params, labels, objective, objective_parts
-from numerics.problem import Instance, InstanceError
+from ncverify.numerics import models
+from ncverify.numerics.models import Params, flat_objective, init_params, labels, objective, objective_parts
+from ncverify.numerics.problem import Instance, InstanceError
 
 
 def test_labels_one_hot_class_by_class():
@@ -113,13 +113,13 @@ def test_resolve_device():
 
 
 def test_numerics_does_not_import_sympy():
-    code = ("import sys, numerics.models, numerics.solvers, numerics.metrics, numerics.ground_truth; "
-            "bad = [m for m in ('sympy', 'theory', 'proofs_checks') if m in sys.modules]; "
+    code = ("import sys, ncverify.numerics.models, ncverify.numerics.solvers, ncverify.numerics.metrics, ncverify.numerics.ground_truth; "
+            "bad = [m for m in ('sympy', 'ncverify.theory', 'ncverify.proofs_checks') if m in sys.modules]; "
             "assert not bad, bad")
     subprocess.run([sys.executable, "-c", code], check=True)
 
 
 def test_ground_truth_is_numpy_only():
-    code = ("import sys, numerics.ground_truth; "
+    code = ("import sys, ncverify.numerics.ground_truth; "
             "assert 'torch' not in sys.modules and 'sympy' not in sys.modules")
     subprocess.run([sys.executable, "-c", code], check=True)

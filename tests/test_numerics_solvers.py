@@ -21,8 +21,8 @@ import torch
 from hypothesis import assume, given
 from hypothesis import strategies as st
 
-from numerics import ground_truth, metrics, models, solvers
-from numerics.problem import Instance, InstanceError
+from ncverify.numerics import ground_truth, metrics, models, solvers
+from ncverify.numerics.problem import Instance, InstanceError
 
 REL_TOL = 1e-11
 MARGIN = 0.05

@@ -3,7 +3,7 @@ import math
 
 import pytest
 
-from numerics.problem import Instance, InstanceError
+from ncverify.numerics.problem import Instance, InstanceError
 
 
 def test_create_balanced_and_per_layer():

@@ -4,13 +4,13 @@ from __future__ import annotations
 import json
 import textwrap
 
-from proofs_checks.cli import main
+from ncverify.proofs_checks.cli import main
 
 USER_FILE = textwrap.dedent('''
     """A user's theorem file: the plain UFM claim with the threshold constant written as K^2 instead of K."""
     from dataclasses import replace
-    from proofs_checks.catalogue import Expected, by_id
-    from proofs_checks.catalogue.tirer2022 import threshold_c, ufm_prediction
+    from ncverify.proofs_checks.catalogue import Expected, by_id
+    from ncverify.proofs_checks.catalogue.tirer2022 import threshold_c, ufm_prediction
 
     base = by_id("tirer2022.mse-ufm")
     THEOREMS = [

@@ -6,15 +6,15 @@ import dataclasses
 
 import pytest
 
-from numerics.problem import Instance, InstanceError
-from proofs_checks.catalogue import MUTANTS, THEOREMS, by_id
-from proofs_checks.cli import main
-from proofs_checks.errors import InvalidInstanceError, UnknownIdError
-from proofs_checks.statement import mutant, with_geometry
-from proofs_checks.verify import Check, Evidence, Status, Verdict, decide
-from theory import families
-from theory.errors import TheoryInputError
-from theory.prediction import GramTarget, Prediction, SingularValues, exact
+from ncverify.numerics.problem import Instance, InstanceError
+from ncverify.proofs_checks.catalogue import MUTANTS, THEOREMS, by_id
+from ncverify.proofs_checks.cli import main
+from ncverify.proofs_checks.errors import InvalidInstanceError, UnknownIdError
+from ncverify.proofs_checks.statement import mutant, with_geometry
+from ncverify.proofs_checks.verify import Check, Evidence, Status, Verdict, decide
+from ncverify.theory import families
+from ncverify.theory.errors import TheoryInputError
+from ncverify.theory.prediction import GramTarget, Prediction, SingularValues, exact
 
 
 # -- the verdict table ---------------------------------------------------------------------------
@@ -111,7 +111,7 @@ def test_unknown_only_id_is_bad_input(capsys, tmp_path):
 
 
 def test_a_bug_is_reported_as_a_bug(monkeypatch, capsys):
-    from proofs_checks.cli import commands
+    from ncverify.proofs_checks.cli import commands
 
     def broken(args):
         raise KeyError("internal")
@@ -131,7 +131,7 @@ def test_a_broken_user_file_is_one_line(tmp_path, capsys):
 
 
 def test_a_crash_while_building_the_claimed_point_is_not_swallowed(monkeypatch):
-    from proofs_checks.verify import stages
+    from ncverify.proofs_checks.verify import stages
 
     def broken(*a, **k):
         raise KeyError("bug in the construction")

@@ -17,11 +17,11 @@ import numpy as np
 import pytest
 import sympy as sp
 
-from numerics.problem import Instance
+from ncverify.numerics.problem import Instance
 from test_theory_construct_refs import ex, ref_ce, ref_mse_bias, ref_mse_deep
-from theory import construct as C
-from theory import objective as O
-from theory.prediction import Exact
+from ncverify.theory import construct as C
+from ncverify.theory import objective as O
+from ncverify.theory.prediction import Exact
 
 
 
@@ -271,9 +271,9 @@ def test_construct_is_mpmath_when_no_exact_expression():
 
 
 def test_theory_modules_do_not_import_torch():
-    code = ("import sys; import theory.construct, theory.foc, theory.objective; "
+    code = ("import sys; import ncverify.theory.construct, ncverify.theory.foc, ncverify.theory.objective; "
             "assert 'torch' not in sys.modules, 'torch imported'; "
-            "assert not any(m == 'numerics' or m.startswith('numerics.') for m in sys.modules), 'numerics imported'")
+            "assert not any(m == 'ncverify.numerics' or m.startswith('ncverify.numerics.') for m in sys.modules), 'numerics imported'")
     res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=str(_root()))
     assert res.returncode == 0, res.stderr
 

@@ -9,10 +9,10 @@ import dataclasses
 import mpmath
 import pytest
 
-from numerics.problem import Instance
+from ncverify.numerics.problem import Instance
 from test_theory_construct_refs import ref_ce, ref_mse_bias, ref_mse_deep
-from theory import construct as C
-from theory.derive import derive
+from ncverify.theory import construct as C
+from ncverify.theory.derive import derive
 
 
 
@@ -77,7 +77,7 @@ def test_derived_ce_depth_two_numeric():
 def test_perturbed_derived_prediction_fails():
     inst = I((2, 1), 3, lam_w=0.05, lam_h=0.1)
     pred = derive("mse-deep", inst)
-    from theory.prediction import Exact
+    from ncverify.theory.prediction import Exact
     e = pred.singular_values.layers[0][0]
     pred = with_layer(pred, 0, [Exact(e.value * mpmath.mpf("1.01"), e.expr * 101 / 100), *pred.singular_values.layers[0][1:]])
     assert not C.verify_construction(pred, inst)["gradient_zero"]

@@ -21,8 +21,8 @@ from __future__ import annotations
 import mpmath
 import sympy as sp
 
-from theory.objective import spec_of
-from theory.prediction import Exact, Prediction, SingularValues
+from ncverify.theory.objective import spec_of
+from ncverify.theory.prediction import Exact, Prediction, SingularValues
 
 DPS = 40
 x = sp.Symbol("x", positive=True)
@@ -159,7 +159,7 @@ def ref_ce(inst) -> Prediction:
 # -- the references themselves -------------------------------------------------------------------
 import pytest  # noqa: E402
 
-from numerics.problem import Instance  # noqa: E402
+from ncverify.numerics.problem import Instance  # noqa: E402
 
 
 @pytest.mark.parametrize("counts, M, lw, lh", [((2, 1), 1, 0.05, 0.1), ((3, 2, 1), 1, 0.2, 0.2),

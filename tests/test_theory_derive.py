@@ -11,11 +11,11 @@ import mpmath
 import pytest
 import sympy as sp
 
-from theory import phase as P
-from theory import reduced as R
-from theory.derive import derive, known_ids
-from theory.families import BUILTIN
-from theory.render import to_json, to_latex, to_text
+from ncverify.theory import phase as P
+from ncverify.theory import reduced as R
+from ncverify.theory.derive import derive, known_ids
+from ncverify.theory.families import BUILTIN
+from ncverify.theory.render import to_json, to_latex, to_text
 
 
 def inst(**kw):
@@ -58,7 +58,7 @@ def test_relu_instance_states_what_is_undetermined():
 
 
 def test_works_with_the_project_instance():
-    from numerics.problem import Instance  # only the pure-Python instance module
+    from ncverify.numerics.problem import Instance  # only the pure-Python instance module
 
     i = Instance.create(counts=[5, 7], width=3, depth=2, lam_w=[1e-3, 2e-3], lam_h=3e-3)
     p = derive("mse-deep", i)
@@ -336,7 +336,7 @@ def test_render(tid, kw):
 
 
 def test_import_does_not_load_torch():
-    code = ("import sys, theory, theory.derive, theory.render, theory.phase, theory.solve, theory.reduced; "
+    code = ("import sys, ncverify.theory, ncverify.theory.derive, ncverify.theory.render, ncverify.theory.phase, ncverify.theory.solve, ncverify.theory.reduced; "
             "print('torch' in sys.modules)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"

@@ -15,8 +15,8 @@ import mpmath
 import pytest
 from hypothesis import assume, given, strategies as st
 
-from theory import phase as P
-from theory.derive import derive
+from ncverify.theory import phase as P
+from ncverify.theory.derive import derive
 
 DPS = 50
 OBJ_TOL = mpmath.mpf(10) ** -25

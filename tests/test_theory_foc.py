@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import pytest
 
-from theory import foc
+from ncverify.theory import foc
 
 KEYS = {"check", "identity", "sizes", "holds", "difference", "difference_str", "seconds"}
 

@@ -15,8 +15,8 @@ import mpmath
 import pytest
 import sympy as sp
 
-from theory import phase as P
-from theory import reduced as R
+from ncverify.theory import phase as P
+from ncverify.theory import reduced as R
 
 GOLDEN = Path(__file__).resolve().parents[1] / "theory" / "golden"
 HEADER = ("# Derived by the theory engine (theory/reduced.py, theory/phase.py). Exact lines: name = sympy sstr;\n"

@@ -17,17 +17,17 @@ import sympy as sp
 import torch
 from hypothesis import given, settings
 
-from numerics import losses as NL
-from numerics import models
-from numerics.problem import Instance, InstanceError
-from proofs_checks.catalogue import conjectures, zhou2022, zhu2021
-from proofs_checks import verify
-from proofs_checks.catalogue import MUTANTS, load_theorems, by_id
-from proofs_checks.variants import AGREEMENT_RTOL, BridgeError, LossVariant, logsumexp, sympy_to_torch
-from proofs_checks.variants.loss import _sympy_value
-from numerics import starts
-from theory.families import etf_margin as TV
-from theory.derive import derive
+from ncverify.numerics import losses as NL
+from ncverify.numerics import models
+from ncverify.numerics.problem import Instance, InstanceError
+from ncverify.proofs_checks.catalogue import conjectures, zhou2022, zhu2021
+from ncverify.proofs_checks import verify
+from ncverify.proofs_checks.catalogue import MUTANTS, load_theorems, by_id
+from ncverify.proofs_checks.variants import AGREEMENT_RTOL, BridgeError, LossVariant, logsumexp, sympy_to_torch
+from ncverify.proofs_checks.variants.loss import _sympy_value
+from ncverify.numerics import starts
+from ncverify.theory.families import etf_margin as TV
+from ncverify.theory.derive import derive
 
 ROOT = Path(__file__).resolve().parents[1]
 TUTORIAL = ROOT / "examples" / "ce_temperature.py"
@@ -213,14 +213,14 @@ def test_every_shipped_variant_has_a_mutant():
 # ---------------------------------------------------------------------------------------------
 # layering
 def test_losses_registry_imports_neither_torch_nor_sympy():
-    code = ("import sys; import numerics.problem as p; p.Instance.create([2, 2], width=2, loss='ce-ls:0.1'); "
+    code = ("import sys; import ncverify.numerics.problem as p; p.Instance.create([2, 2], width=2, loss='ce-ls:0.1'); "
             "assert 'torch' not in sys.modules and 'sympy' not in sys.modules")
     subprocess.run([sys.executable, "-c", code], check=True, cwd=ROOT)
 
 
 def test_theory_variants_does_not_import_torch_or_numerics():
-    code = ("import sys, theory.families.etf_margin, theory.derive; "
-            "assert 'torch' not in sys.modules; assert not any(m.startswith('numerics') for m in sys.modules)")
+    code = ("import sys, ncverify.theory.families.etf_margin, ncverify.theory.derive; "
+            "assert 'torch' not in sys.modules; assert not any(m.startswith('ncverify.numerics') for m in sys.modules)")
     subprocess.run([sys.executable, "-c", code], check=True, cwd=ROOT)
 
 

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from proofs_checks.cli import main
+from ncverify.proofs_checks.cli import main
 
 ROOT = Path(__file__).resolve().parents[1]
 TUTORIAL = ROOT / "examples" / "ce_temperature.py"

@@ -9,12 +9,12 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from numerics.problem import Instance, InstanceError
-from proofs_checks import verify
-from proofs_checks.catalogue import MUTANTS, THEOREMS, by_id
-from proofs_checks.catalogue.dang2023 import dang_root_rule_fails
-from proofs_checks.cli import main
-from proofs_checks.search import Budget, search_theorem
+from ncverify.numerics.problem import Instance, InstanceError
+from ncverify.proofs_checks import verify
+from ncverify.proofs_checks.catalogue import MUTANTS, THEOREMS, by_id
+from ncverify.proofs_checks.catalogue.dang2023 import dang_root_rule_fails
+from ncverify.proofs_checks.cli import main
+from ncverify.proofs_checks.search import Budget, search_theorem
 
 IDS = [t.id for t in THEOREMS]
 
@@ -148,7 +148,7 @@ def test_list_json(capsys):
 @settings(max_examples=20, deadline=None)
 @given(st.floats(1e-3, 1e3), st.floats(0, 1e-3), st.floats(1e-6, 10))
 def test_tolerances_are_positive_and_finite(S, g, mu):
-    from proofs_checks import tolerances as tl
+    from ncverify.proofs_checks import tolerances as tl
 
     ev = tl.evaluation(S, 100)
     m = tl.objective_match(ev, g, mu)

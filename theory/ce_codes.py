@@ -1069,7 +1069,7 @@ def etf_region(K: int, M: int) -> list[tuple[float, float]]:
     return [(a, b) for a, b, nm in bands(entry) if nm == etf]
 
 
-if __name__ == "__main__":  # python -m theory.ce_codes: recompute the recorded phase table (several minutes)
+if __name__ == "__main__":  # python -m ncverify.theory.ce_codes: recompute the recorded phase table (several minutes)
     import json
     import sys
 

@@ -34,9 +34,9 @@ import mpmath
 import numpy as np
 import sympy as sp
 
-from theory.errors import TheoryInputError
-from theory.foc import SympyOps, matrix_gradients, objective_value
-from theory.objective import Spec, labels, spec_of
+from ncverify.theory.errors import TheoryInputError
+from ncverify.theory.foc import SympyOps, matrix_gradients, objective_value
+from ncverify.theory.objective import Spec, labels, spec_of
 
 __all__ = [
     "helmert_basis", "layout_of", "construct", "to_float64", "construct_numpy", "NumpyOps", "evaluate",
@@ -544,8 +544,8 @@ def evaluate(inst: Any, matrices: dict[str, Any], backend: str | None = None, dp
         g = matrix_gradients(spec, Ws, H, b, ops, split=split)
         return f, g
     if backend == "sympy-entrywise":
-        from theory.foc import entrywise_gradients
-        from theory.objective import objective_from_spec, symbolic_params
+        from ncverify.theory.foc import entrywise_gradients
+        from ncverify.theory.objective import objective_from_spec, symbolic_params
         Wsym, Hsym, bsym = symbolic_params(spec.K, spec.width, spec.N, spec.depth, spec.bias)
         fs = objective_from_spec(spec, Wsym, Hsym, bsym)
         sub = {}

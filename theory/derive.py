@@ -12,10 +12,10 @@ from typing import Any
 
 import mpmath
 
-from theory import families
-from theory.errors import TheoryInputError
-from theory.instance import read_instance
-from theory.prediction import Prediction
+from ncverify.theory import families
+from ncverify.theory.errors import TheoryInputError
+from ncverify.theory.instance import read_instance
+from ncverify.theory.prediction import Prediction
 
 
 def derive(family: str, inst: Any, dps: int = 40) -> Prediction:

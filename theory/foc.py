@@ -31,7 +31,7 @@ from typing import Any, Callable, Sequence
 
 import sympy as sp
 
-from theory.objective import Spec, labels, objective_from_spec, symbolic_params, symbolic_spec
+from ncverify.theory.objective import Spec, labels, objective_from_spec, symbolic_params, symbolic_spec
 
 __all__ = [
     "SympyOps", "matrix_gradients", "entrywise_gradients", "atomize", "identity_holds",

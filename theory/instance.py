@@ -12,8 +12,8 @@ from typing import Any
 
 import sympy as sp
 
-from theory.errors import TheoryInputError
-from theory.numbers import exact_number
+from ncverify.theory.errors import TheoryInputError
+from ncverify.theory.numbers import exact_number
 
 
 @dataclass(frozen=True)

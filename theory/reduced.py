@@ -28,7 +28,7 @@ from typing import Any, Sequence
 import mpmath
 import sympy as sp
 
-from theory.numbers import exact_number  # noqa: F401  (re-exported: the one exact-number rule)
+from ncverify.theory.numbers import exact_number  # noqa: F401  (re-exported: the one exact-number rule)
 
 # ---------------------------------------------------------------------------------------------
 # symbols

@@ -20,9 +20,9 @@ import traceback
 from pathlib import Path
 from typing import Iterable
 
-from proofs_checks.catalogue import ce_geometry, conjectures, dang2023, tirer2022, zhou2022, zhu2021
-from proofs_checks.errors import UnknownIdError, UserFileError
-from proofs_checks.statement import (Expected, Theorem, assumptions, domain, instances, log_uniform, mixed,  # noqa: F401
+from ncverify.proofs_checks.catalogue import ce_geometry, conjectures, dang2023, tirer2022, zhou2022, zhu2021
+from ncverify.proofs_checks.errors import UnknownIdError, UserFileError
+from ncverify.proofs_checks.statement import (Expected, Theorem, assumptions, domain, instances, log_uniform, mixed,  # noqa: F401
                                      mutant)
 
 SOURCES = (dang2023, tirer2022, zhu2021, conjectures, zhou2022, ce_geometry)

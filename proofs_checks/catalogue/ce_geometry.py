@@ -12,11 +12,11 @@ from __future__ import annotations
 
 import mpmath as mp
 
-from numerics.ce_lift import ell_of
-from numerics.problem import Instance
-from proofs_checks.catalogue.dang2023 import dang_ce_deep
-from proofs_checks.statement import CE_NORMALIZATION, Expected, Theorem, assumptions, domain, mutant
-from theory.prediction import Exact, Prediction
+from ncverify.numerics.ce_lift import ell_of
+from ncverify.numerics.problem import Instance
+from ncverify.proofs_checks.catalogue.dang2023 import dang_ce_deep
+from ncverify.proofs_checks.statement import CE_NORMALIZATION, Expected, Theorem, assumptions, domain, mutant
+from ncverify.theory.prediction import Exact, Prediction
 
 SOURCE = ("conjecture written for this suite: the ETF region of dang2023.ce-deep's objective, from the global selection "
           "over logit codes (theory.ce_codes); related: Garrod & Keating, arXiv 2410.23169 (low-rank global minima of "
@@ -26,7 +26,7 @@ SOURCE = ("conjecture written for this suite: the ETF region of dang2023.ce-deep
 def on_etf_side(inst: Instance, widen: float = 1.0) -> bool:
     """Is the instance's ell inside a recorded ETF interval of (K, M)? (``widen`` > 1 stretches every interval by that
     factor at both ends: a mutant.) M = 1 and K = 2 are ETF everywhere below collapse (convex / one geometry)."""
-    from theory import ce_codes
+    from ncverify.theory import ce_codes
 
     if inst.depth == 1 or inst.K == 2:
         return True
@@ -37,7 +37,7 @@ def on_etf_side(inst: Instance, widen: float = 1.0) -> bool:
 def competitor(inst: Instance) -> Prediction:
     """The non-ETF global minimizer the conjecture names outside the ETF region (the ``ce-deep`` derivation's
     geometry, value and singular values)."""
-    from theory.derive import derive
+    from ncverify.theory.derive import derive
 
     return derive("ce-deep", inst, dps=40)
 
@@ -77,7 +77,7 @@ def _widened(inst: Instance, p: Prediction) -> Prediction:
 
 def _forgot_n(inst: Instance, p: Prediction) -> Prediction:
     """The competitor's value at ell / n^(1/(M+1)) (the class size dropped from the penalty)."""
-    from theory import ce_codes
+    from ncverify.theory import ce_codes
 
     if p.family != "ce-deep" or p.derivation.get("etf_optimal", True):
         return p

@@ -5,11 +5,11 @@ from __future__ import annotations
 
 import mpmath as mp
 
-from numerics.problem import Instance
-from proofs_checks.catalogue.zhu2021 import closed_margin
-from proofs_checks.statement import DPS, etf_prediction, mutant, num
-from proofs_checks.variants import LossVariant, Param, etf_claim, logsumexp, margin_objective, softmax, variant_theorem
-from theory.prediction import Prediction
+from ncverify.numerics.problem import Instance
+from ncverify.proofs_checks.catalogue.zhu2021 import closed_margin
+from ncverify.proofs_checks.statement import DPS, etf_prediction, mutant, num
+from ncverify.proofs_checks.variants import LossVariant, Param, etf_claim, logsumexp, margin_objective, softmax, variant_theorem
+from ncverify.theory.prediction import Prediction
 
 
 def label_smoothing_loss(z, y: int, K: int, delta):

@@ -5,12 +5,12 @@ from __future__ import annotations
 
 import mpmath as mp
 
-from numerics.ce_lift import ell_of
-from numerics.problem import Instance
-from proofs_checks.statement import (CE_NORMALIZATION, DPS, MSE_NORMALIZATION, Expected, Theorem, assumptions, domain,
+from ncverify.numerics.ce_lift import ell_of
+from ncverify.numerics.problem import Instance
+from ncverify.proofs_checks.statement import (CE_NORMALIZATION, DPS, MSE_NORMALIZATION, Expected, Theorem, assumptions, domain,
                                      etf_prediction, exact, minimize_on_halfline, mutant, num, positive_real_roots,
                                      scalar, with_bias, with_geometry, with_objective_scaled, with_singular_values)
-from theory.prediction import GramTarget, Prediction, SingularValues
+from ncverify.theory.prediction import GramTarget, Prediction, SingularValues
 
 P1 = "[P1] Dang, Tran, Osher, Tran-The, Ho, Nguyen, ICML 2023, arXiv 2301.00437"
 
@@ -183,7 +183,7 @@ def etf_not_global(inst: Instance) -> bool:
     ell = (n lambda_H prod_j lambda_Wj)^(1/(M+1)) is a geometry other than the simplex ETF (and not total collapse,
     where the claim's margin is 0 as well). With a bias (lambda_b > 0) these points with b = 0 still beat the ETF
     claim, but a class-dependent bias can beat it elsewhere too (family ce-deep), so there it is a subset."""
-    from theory import ce_codes
+    from ncverify.theory import ce_codes
 
     if not inst.balanced or inst.K < 3 or inst.depth < 2:
         return False

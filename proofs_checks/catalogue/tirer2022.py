@@ -5,10 +5,10 @@ from __future__ import annotations
 
 import mpmath as mp
 
-from numerics.problem import Instance
-from proofs_checks.statement import (DPS, EXT_NORMALIZATION, MSE_NORMALIZATION, Expected, Theorem, assumptions, domain,
+from ncverify.numerics.problem import Instance
+from ncverify.proofs_checks.statement import (DPS, EXT_NORMALIZATION, MSE_NORMALIZATION, Expected, Theorem, assumptions, domain,
                                      exact, mutant, num, scalar, with_geometry)
-from theory.prediction import GramTarget, Prediction, SingularValues
+from ncverify.theory.prediction import GramTarget, Prediction, SingularValues
 
 P2 = "[P2] Tirer, Bruna, ICML 2022, arXiv 2202.08087"
 
@@ -70,7 +70,7 @@ def relu_claim(inst: Instance) -> Prediction:
     minimizer, realized with non-negative post-activation features of disjoint supports (theory.construct),
     is a ReLU point with the linear value: the claimed point that gets evaluated. Those scales only build
     the point (``free_fields``): the ReLU model leaves W_1 and H_1 free, so they are not compared."""
-    from theory.derive import derive
+    from ncverify.theory.derive import derive
 
     lin = derive("extended-linear", inst.with_(activation="identity"))
     return Prediction(family="extended-linear", instance=inst.as_dict(), objective=lin.objective,

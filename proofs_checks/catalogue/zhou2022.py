@@ -7,9 +7,9 @@ from __future__ import annotations
 
 import mpmath as mp
 
-from numerics.problem import Instance
-from proofs_checks.statement import DPS, Expected, Theorem, assumptions, domain, exact, mutant, num, with_bias
-from theory.prediction import GramTarget, Prediction, SingularValues
+from ncverify.numerics.problem import Instance
+from ncverify.proofs_checks.statement import DPS, Expected, Theorem, assumptions, domain, exact, mutant, num, with_bias
+from ncverify.theory.prediction import GramTarget, Prediction, SingularValues
 
 Z22 = ("[Z22] Zhou, Li, Ding, You, Qu, Zhu. \"On the Optimization Landscape of Neural Collapse under MSE Loss: "
        "Global Optimality with Unconstrained Features\", ICML 2022, arXiv 2203.01238")

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import mpmath as mp
 
-from numerics.problem import Instance
-from proofs_checks.statement import DPS, etf_prediction, mutant, num
-from proofs_checks.variants import LossVariant, logsumexp, variant_theorem
-from theory.prediction import Prediction
+from ncverify.numerics.problem import Instance
+from ncverify.proofs_checks.statement import DPS, etf_prediction, mutant, num
+from ncverify.proofs_checks.variants import LossVariant, logsumexp, variant_theorem
+from ncverify.theory.prediction import Prediction
 
 Z21 = ("[Z21] Zhu, Ding, Zhou, Li, You, Sulam, Qu. \"A Geometric Analysis of Neural Collapse with Unconstrained "
        "Features\", NeurIPS 2021, arXiv 2105.02375")

@@ -19,10 +19,10 @@ import os
 import sys
 from typing import Sequence
 
-from proofs_checks.cli import commands as C
-from proofs_checks.cli.args import add_instance_args
-from proofs_checks.cli.lemmas import add_parser as add_lemmas_parser
-from proofs_checks.errors import INPUT_ERRORS, UsageError
+from ncverify.proofs_checks.cli import commands as C
+from ncverify.proofs_checks.cli.args import add_instance_args
+from ncverify.proofs_checks.cli.lemmas import add_parser as add_lemmas_parser
+from ncverify.proofs_checks.errors import INPUT_ERRORS, UsageError
 
 EXIT_BAD_INPUT = 2
 EXIT_BUG = 3

@@ -1,5 +1,5 @@
 import sys
 
-from proofs_checks.cli import main
+from ncverify.proofs_checks.cli import main
 
 sys.exit(main())

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import argparse
 
-from numerics.problem import Instance, InstanceError
+from ncverify.numerics.problem import Instance, InstanceError
 
 
 def _int_list(text: str, what: str) -> list[int]:

@@ -5,9 +5,9 @@ import argparse
 import math
 from typing import Any
 
-from proofs_checks.cli.args import instance_from_args
-from proofs_checks.cli.output import fmt, print_json
-from proofs_checks.errors import UnknownIdError, UsageError
+from ncverify.proofs_checks.cli.args import instance_from_args
+from ncverify.proofs_checks.cli.output import fmt, print_json
+from ncverify.proofs_checks.errors import UnknownIdError, UsageError
 
 
 # ---------------------------------------------------------------------------------------------
@@ -48,7 +48,7 @@ def run_solve(inst, args: argparse.Namespace, console) -> dict:
     the best end point's measurements, every run, and every distinct end point (``distinct_end_points``)."""
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-    from numerics import metrics, starts
+    from ncverify.numerics import metrics, starts
 
     quiet = getattr(args, "json", False) or not console.is_terminal
     with Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
@@ -88,7 +88,7 @@ def run_solve(inst, args: argparse.Namespace, console) -> dict:
 
 def _geometry_check(inst, params, geometry: str) -> dict:
     """NC2 of W W^T and of the class-mean Gram against the requested target (OF or ETF)."""
-    from numerics import metrics
+    from ncverify.numerics import metrics
 
     inst.require_width_at_least_classes(f"an {geometry.upper()} target geometry of K = {inst.K} class means")
     p = params.to_numpy()
@@ -180,8 +180,8 @@ def cmd_solve(args: argparse.Namespace) -> int:
 # ---------------------------------------------------------------------------------------------
 def cmd_derive(args: argparse.Namespace) -> int:
     """The theory engine's derivation for a family id, or for a theorem id resolved to its family here."""
-    from theory import families, render
-    from theory.derive import derive
+    from ncverify.theory import families, render
+    from ncverify.theory.derive import derive
 
     theorems, mutants = _catalogue(args)
     theorem = next((t for t in theorems + mutants if t.id == args.target), None)
@@ -214,7 +214,7 @@ def cmd_derive(args: argparse.Namespace) -> int:
 
 def _catalogue(args: argparse.Namespace):
     """(theorems, mutants) of the catalogue plus those of ``--theorems FILE``."""
-    from proofs_checks.catalogue import MUTANTS, THEOREMS, load_theorems
+    from ncverify.proofs_checks.catalogue import MUTANTS, THEOREMS, load_theorems
 
     extra = load_theorems(args.theorems) if getattr(args, "theorems", None) else []
     return THEOREMS + [t for t in extra if not t.is_mutant], MUTANTS + [t for t in extra if t.is_mutant]
@@ -240,8 +240,8 @@ def cmd_list(args: argparse.Namespace) -> int:
 
 
 def cmd_check(args: argparse.Namespace) -> int:
-    from proofs_checks import verify
-    from proofs_checks.catalogue import by_id
+    from ncverify.proofs_checks import verify
+    from ncverify.proofs_checks.catalogue import by_id
 
     theorems, mutants = _catalogue(args)
     th = by_id(args.theorem, theorems + mutants)
@@ -283,8 +283,8 @@ def cmd_run(args: argparse.Namespace) -> int:
     from rich.console import Console
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-    from proofs_checks.report import run_catalogue, write_report
-    from proofs_checks.search import Budget
+    from ncverify.proofs_checks.report import run_catalogue, write_report
+    from ncverify.proofs_checks.search import Budget
 
     budget = Budget.of(args.budget)
     theorems, mutants = _catalogue(args)

@@ -12,8 +12,8 @@ from __future__ import annotations
 
 import argparse
 
-from proofs_checks.cli.output import print_json
-from proofs_checks.errors import UsageError
+from ncverify.proofs_checks.cli.output import print_json
+from ncverify.proofs_checks.errors import UsageError
 
 
 def add_parser(sub) -> None:
@@ -31,7 +31,7 @@ def cmd_lemmas(args: argparse.Namespace) -> int:
     from rich.console import Console
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-    from proofs_checks.lemmas import run_lemmas, select
+    from ncverify.proofs_checks.lemmas import run_lemmas, select
 
     if args.seed < 0:
         raise UsageError(f"--seed must be >= 0, got {args.seed}")
@@ -56,7 +56,7 @@ def print_lemmas(data: dict) -> None:
     from rich.markup import escape
     from rich.table import Table
 
-    from proofs_checks.lemmas import counterexample_lines, evidence_line
+    from ncverify.proofs_checks.lemmas import counterexample_lines, evidence_line
 
     con = Console()
     color = {"holds": "green", "violated": "red", "inconclusive": "yellow"}

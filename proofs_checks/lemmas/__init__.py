@@ -24,12 +24,12 @@ import time
 from dataclasses import dataclass, field
 from typing import Callable, Iterable
 
-from numerics.problem import InstanceError
-from proofs_checks.lemmas import ce_geometry as CG
-from proofs_checks.lemmas import reduction as RD
-from proofs_checks.lemmas import spectral as SP
-from proofs_checks.lemmas import stationarity as ST
-from proofs_checks.lemmas.core import Counterexample, Ctx, LemmaBudget, Outcome, single_thread
+from ncverify.numerics.problem import InstanceError
+from ncverify.proofs_checks.lemmas import ce_geometry as CG
+from ncverify.proofs_checks.lemmas import reduction as RD
+from ncverify.proofs_checks.lemmas import spectral as SP
+from ncverify.proofs_checks.lemmas import stationarity as ST
+from ncverify.proofs_checks.lemmas.core import Counterexample, Ctx, LemmaBudget, Outcome, single_thread
 
 LEMMA_VERDICTS = ("holds", "violated", "inconclusive")
 
@@ -318,7 +318,7 @@ def select(only: Iterable[str] | None = None, theorems: Iterable[str] | None = N
     pool = LEMMAS + (WRONG_LEMMAS if include_wrong else [])
     chosen = list(pool)
     if only:
-        from proofs_checks.catalogue import THEOREMS
+        from ncverify.proofs_checks.catalogue import THEOREMS
 
         names = [s.strip() for s in only if s.strip()]
         known_t = set(ALL_THEOREMS) | {t.id for t in THEOREMS}

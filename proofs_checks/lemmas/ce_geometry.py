@@ -16,7 +16,7 @@ from typing import Iterable
 
 import numpy as np
 
-from proofs_checks.lemmas.core import EPS, SAFETY, Ctx, Outcome, Property, Trial, run_property
+from ncverify.proofs_checks.lemmas.core import EPS, SAFETY, Ctx, Outcome, Property, Trial, run_property
 
 
 def _ce(Z: np.ndarray, labels: np.ndarray) -> float:
@@ -88,8 +88,8 @@ def check_codes_vs_search(ctx: Ctx, etf_only: bool = False) -> list[Outcome]:
     dang2023.ce-deep): no end point of the reduced search below the derived least code value (a point below
     would be a structure the codes miss); how often the search reaches it is reported. ``etf_only``: the seeded wrong lemma that the simplex ETF
     (or collapse) is the reduced global minimizer (only "the search is never below it" is tested)."""
-    from numerics import ce_reduced
-    from theory import ce_codes
+    from ncverify.numerics import ce_reduced
+    from ncverify.theory import ce_codes
 
     b = ctx.budget
     draws = [(4, 3, 0.002 * 2 ** 0.25)] + _draws(ctx, "ce-codes-vs-search", max(2, b.solver_instances * 2))

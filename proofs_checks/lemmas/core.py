@@ -26,7 +26,7 @@ from typing import Any, Callable, Iterable, Sequence
 
 import numpy as np
 
-from proofs_checks import tolerances as tl
+from ncverify.proofs_checks import tolerances as tl
 
 EPS = tl.EPS
 SAFETY = tl.SAFETY
@@ -68,7 +68,7 @@ class LemmaBudget:
             "thorough": LemmaBudget("thorough", 300, 96, 600, 5, 5, 5, 5, 300_000, 2),
         }
         if name not in table:
-            from numerics.problem import InstanceError
+            from ncverify.numerics.problem import InstanceError
 
             raise InstanceError(f"budget must be one of {', '.join(table)}, got {name!r}")
         return table[name]

@@ -14,9 +14,9 @@ from typing import Callable, Iterable
 
 import numpy as np
 
-from numerics.problem import Instance
-from proofs_checks import tolerances as tl
-from proofs_checks.lemmas.core import (EPS, SAFETY, Ctx, Outcome, Property, Trial, run_property, skipped,
+from ncverify.numerics.problem import Instance
+from ncverify.proofs_checks import tolerances as tl
+from ncverify.proofs_checks.lemmas.core import (EPS, SAFETY, Ctx, Outcome, Property, Trial, run_property, skipped,
                                              symbolic_outcome)
 
 DPS = 40
@@ -88,21 +88,21 @@ FAMILIES = {
 
 def _example_instances(fam: Family) -> list[Instance]:
     """The catalogue's fixed examples of the family's theorems (read only)."""
-    from proofs_checks.catalogue import THEOREMS
+    from ncverify.proofs_checks.catalogue import THEOREMS
 
     out = []
     for t in THEOREMS:
         if t.id in fam.theorems:
             out.extend(t.examples)
     if fam.derive_family == "ce-deep-etf":  # the ETF reduction holds only where the ETF wins
-        from proofs_checks.catalogue.ce_geometry import on_etf_side
+        from ncverify.proofs_checks.catalogue.ce_geometry import on_etf_side
 
         out = [i for i in out if on_etf_side(i)]
     return out
 
 
 def _derive(fam: Family, inst: Instance):
-    from theory.derive import derive
+    from ncverify.theory.derive import derive
 
     src = inst.with_(activation="identity") if inst.activation == "relu" else inst
     return derive(fam.derive_family, src, dps=DPS)
@@ -118,8 +118,8 @@ def _describe(s: tuple) -> str:
 
 def _objective(inst: Instance, point: dict) -> tuple[float, float, str]:
     """f at a float64 point, and twice its evaluation tolerance (``tolerances.evaluation``)."""
-    from numerics import models
-    from numerics.diagnostics import objective_scale as _objective_scale
+    from ncverify.numerics import models
+    from ncverify.numerics.diagnostics import objective_scale as _objective_scale
 
     params = models.Params.from_numpy(point)
     f = float(models.objective(inst, params).detach())
@@ -139,7 +139,7 @@ def check_reduction(key: str, ctx: Ctx) -> list[Outcome]:
     and zero gradient; for the extended model also that s = identity is the 3-factor deep form),
     constructed float64 point (== f*), random points and perturbations of the constructed point
     (>= f*), and seeded multi-start L-BFGS end points (>= f*)."""
-    from theory import construct, reduced
+    from ncverify.theory import construct, reduced
 
     fam = FAMILIES[key]
     b = ctx.budget
@@ -208,7 +208,7 @@ def check_reduction(key: str, ctx: Ctx) -> list[Outcome]:
     rng_r = ctx.rng(f"reduction/{key}/random")
 
     def random_t(size) -> Iterable[Trial]:
-        from numerics import models
+        from ncverify.numerics import models
 
         for inst in by_size[size]:
             base = built(inst)
@@ -241,7 +241,7 @@ def check_reduction(key: str, ctx: Ctx) -> list[Outcome]:
     gaps: list[float] = []
 
     def solver_t(size) -> Iterable[Trial]:
-        from numerics.starts import solve_instances
+        from ncverify.numerics.starts import solve_instances
 
         insts = by_size[size]
         starts = max(b.solver_starts, 6 if any(i.activation == "relu" for i in insts) else 0)
@@ -291,7 +291,7 @@ def check_class_selection(ctx: Ctx) -> list[Outcome]:
     straddling the jump (the global threshold where the minimizer leaves 0)."""
     import sympy as sp
 
-    from theory import reduced as R
+    from ncverify.theory import reduced as R
 
     b = ctx.budget
 

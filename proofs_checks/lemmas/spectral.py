@@ -16,7 +16,7 @@ from typing import Iterable
 import mpmath as mp
 import numpy as np
 
-from proofs_checks.lemmas.core import (EPS, SAFETY, Ctx, Outcome, Property, Trial, ascend, descend_lbfgs,
+from ncverify.proofs_checks.lemmas.core import (EPS, SAFETY, Ctx, Outcome, Property, Trial, ascend, descend_lbfgs,
                                              integer_matrices,
                                              product_error, run_property, sum_error, sv, svd_error, symbolic_outcome)
 
@@ -136,7 +136,7 @@ def check_factorization(claim: FactorizationClaim, ctx: Ctx) -> list[Outcome]:
     out: list[Outcome] = []
 
     def sym_elimination():
-        from theory import reduced as R
+        from ncverify.theory import reduced as R
 
         bad = []
         for M in range(1, b.max_factors):

@@ -12,8 +12,8 @@ from typing import Iterable
 
 import numpy as np
 
-from numerics.problem import Instance
-from proofs_checks.lemmas.core import (EPS, SAFETY, Ctx, Outcome, Property, Trial, descend_lbfgs, run_property,
+from ncverify.numerics.problem import Instance
+from ncverify.proofs_checks.lemmas.core import (EPS, SAFETY, Ctx, Outcome, Property, Trial, descend_lbfgs, run_property,
                                              skipped, symbolic_outcome)
 
 
@@ -63,7 +63,7 @@ def gradient_blocks(inst: Instance, point: dict) -> dict:
     as numpy arrays (the data parts give the scale of the gradient's rounding error)."""
     import torch
 
-    from numerics import models
+    from ncverify.numerics import models
 
     p = models.Params.from_numpy(point)
     ts = [t.detach().clone().requires_grad_(True) for t in p.tensors()]
@@ -83,7 +83,7 @@ def solver_points(inst: Instance, ctx: Ctx, tag: str = "") -> list[dict]:
     """End points of seeded multi-start L-BFGS (``numerics.starts.multistart``: the start portfolio, batched,
     seeds seed + i, ``ctx.budget.solver_starts`` starts) as numpy dicts
     with the run's summary; ``tag`` names the calling check (kept for symmetry with ``Ctx.rng``)."""
-    from numerics.starts import multistart
+    from ncverify.numerics.starts import multistart
 
     res = multistart(inst, solver="lbfgs", starts=ctx.budget.solver_starts, seed=ctx.seed)
     pts = []
@@ -169,7 +169,7 @@ def check_balancedness(ctx: Ctx, wrong: bool = False) -> list[Outcome]:
     """Symbolic (``theory.foc.check_balancedness``: the identity for every point, so critical points
     are balanced) for MSE (M = 2, 3), MSE with bias, CE with bias and the extended UFM with s = identity;
     numeric residuals at solver end points of random small instances."""
-    from theory import foc
+    from ncverify.theory import foc
 
     b = ctx.budget
     cases = [("mse", (2, 1), 2, 2, False, None)]
@@ -233,7 +233,7 @@ def relu_diagonal_trials(inst: Instance, p: dict) -> list[Trial]:
 def check_relu_balancedness(ctx: Ctx) -> list[Outcome]:
     """Symbolic: the full (W_2, W_1) identity fails across the ReLU (reported as information) and its
     diagonal holds; numeric: the diagonal residuals at solver end points of ReLU instances."""
-    from theory import foc
+    from ncverify.theory import foc
 
     def fn():
         reps = foc.check_balancedness("mse", (2, 1), 2, 2, activation="relu")
@@ -314,7 +314,7 @@ def check_feature_elimination(ctx: Ctx) -> list[Outcome]:
     (float64: stationarity and value), random H (never below), and L-BFGS descent on H (never below)."""
     import sympy as sp
 
-    from theory import foc
+    from ncverify.theory import foc
 
     b = ctx.budget
     out: list[Outcome] = []
@@ -447,7 +447,7 @@ def check_bias_elimination(ctx: Ctx) -> list[Outcome]:
     ||H 1_N|| and ||b - Y 1_N / N|| within the bounds the gradient norms allow."""
     import sympy as sp
 
-    from theory import foc
+    from ncverify.theory import foc
 
     b = ctx.budget
     out: list[Outcome] = []

@@ -2,12 +2,12 @@
 (``assumptions``), the one domain builder (``domain``), the one exact-number rule (``num``), the one ETF claim
 geometry (``etf_prediction``) and the prediction transforms of mutants. Catalogue modules import from here;
 nothing here imports the catalogue."""
-from proofs_checks.statement.assumptions import assumptions
-from proofs_checks.statement.claims import (DPS, ETF_GEOMETRY, etf_prediction, exact, minimize_on_halfline, num,
+from ncverify.proofs_checks.statement.assumptions import assumptions
+from ncverify.proofs_checks.statement.claims import (DPS, ETF_GEOMETRY, etf_prediction, exact, minimize_on_halfline, num,
                                             positive_real_roots, scalar, with_bias, with_geometry,
                                             with_objective_scaled, with_singular_values)
-from proofs_checks.statement.domains import Domain, domain, instances, log_uniform, mixed
-from proofs_checks.statement.theorem import SHAPE_CLAIMS, Expected, Theorem, mutant
+from ncverify.proofs_checks.statement.domains import Domain, domain, instances, log_uniform, mixed
+from ncverify.proofs_checks.statement.theorem import SHAPE_CLAIMS, Expected, Theorem, mutant
 
 MSE_NORMALIZATION = ("MSE: 1/(2N) ||W_M...W_1 H (+ b 1^T) - Y||_F^2 + sum_j lambda_Wj/2 ||W_j||_F^2 "
                      "+ lambda_H/2 ||H||_F^2 (bias unregularized)")

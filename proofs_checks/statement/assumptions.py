@@ -3,8 +3,8 @@ from __future__ import annotations
 
 from typing import Callable, Sequence
 
-from numerics.problem import Instance
-from proofs_checks.errors import InvalidInstanceError
+from ncverify.numerics.problem import Instance
+from ncverify.proofs_checks.errors import InvalidInstanceError
 
 
 def _require(cond: bool, msg: str) -> None:

@@ -11,9 +11,9 @@ from typing import Callable, Sequence
 
 import mpmath as mp
 
-from numerics.problem import Instance
-from theory.numbers import mp_number as num  # noqa: F401  (the one exact-number rule: 1e-3 means 1/1000)
-from theory.prediction import Exact, GramTarget, Prediction, SingularValues, exact
+from ncverify.numerics.problem import Instance
+from ncverify.theory.numbers import mp_number as num  # noqa: F401  (the one exact-number rule: 1e-3 means 1/1000)
+from ncverify.theory.prediction import Exact, GramTarget, Prediction, SingularValues, exact
 
 DPS = 40
 ETF_GEOMETRY = "etf-margin"  # the family tag of claims on the simplex-ETF logit geometry

@@ -6,7 +6,7 @@ import math
 from dataclasses import dataclass
 from typing import Any, Sequence
 
-from numerics.problem import Instance
+from ncverify.numerics.problem import Instance
 
 LAM_H_RATIOS = (0.8, 0.95, 0.99, 1.01, 1.05, 1.25)
 
@@ -21,8 +21,8 @@ def log_uniform(lo: float, hi: float) -> Any:
 def critical_values(family: str, inst: Instance) -> dict[str, list[float]]:
     """Where ``inst``, moved along one parameter, crosses a phase boundary of ``family`` (the theory engine's
     own derivation: ``theory.families``)."""
-    from theory import families
-    from theory.instance import read_instance
+    from ncverify.theory import families
+    from ncverify.theory.instance import read_instance
 
     return families.get(family).critical_values(read_instance(inst))
 

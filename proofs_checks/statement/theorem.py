@@ -11,8 +11,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field, replace
 from typing import Any, Callable
 
-from numerics.problem import Instance
-from theory.prediction import Prediction
+from ncverify.numerics.problem import Instance
+from ncverify.theory.prediction import Prediction
 
 # qualitative claims the numeric stage knows how to check (``verify.stages``); any other name is an error
 SHAPE_CLAIMS = ("nc1", "nc1_post", "of_post", "self_duality")

@@ -4,7 +4,7 @@ A variant author writes ONE Python file (see ``examples/ce_temperature.py`` and 
 claim about a new loss")::
 
     import sympy as sp
-    from proofs_checks.variants import LossVariant, Param, etf_claim, logsumexp, variant_theorem
+    from ncverify.proofs_checks.variants import LossVariant, Param, etf_claim, logsumexp, variant_theorem
 
     def ce_temperature(z, y, K, T):             # z: K x 1 sympy Matrix (z_1..z_K), y: class index 0..K-1
         return logsumexp([zc / T for zc in z]) - z[y] / T
@@ -33,12 +33,12 @@ from typing import Any, Callable, Sequence
 
 import mpmath as mp
 
-from numerics.problem import Instance
-from proofs_checks.errors import VariantError
-from proofs_checks.statement import (DPS, Expected, Theorem, assumptions, domain, etf_prediction, minimize_on_halfline,
+from ncverify.numerics.problem import Instance
+from ncverify.proofs_checks.errors import VariantError
+from ncverify.proofs_checks.statement import (DPS, Expected, Theorem, assumptions, domain, etf_prediction, minimize_on_halfline,
                                      num)
-from proofs_checks.variants.loss import AGREEMENT_RTOL, Agreement, LossVariant, Param, exact_param, logsumexp, softmax
-from theory.prediction import Prediction
+from ncverify.proofs_checks.variants.loss import AGREEMENT_RTOL, Agreement, LossVariant, Param, exact_param, logsumexp, softmax
+from ncverify.theory.prediction import Prediction
 
 CLAIM_DPS = DPS
 VARIANT_RATIOS = (0.8, 0.95, 1.05, 1.25)
@@ -49,7 +49,7 @@ def margin_objective(variant: LossVariant, inst: Instance) -> Callable[[mp.mpf],
     straight from the SymPy loss, no simplification)."""
     import sympy as sp
 
-    from theory.families.etf_margin import logit_symbols
+    from ncverify.theory.families.etf_margin import logit_symbols
 
     K, n, M = inst.K, inst.n, inst.depth
     exprs = variant.expressions(K, variant.param_values(inst))
@@ -126,10 +126,10 @@ def variant_theorem(variant: LossVariant, *, id: str, title: str, source: str, c
 def __getattr__(name: str) -> Any:
     """The bridge's names (``sympy_to_torch``, ``BridgeError``) load SymPy and torch code: only on demand."""
     if name in ("sympy_to_torch", "BridgeError"):
-        from proofs_checks.variants import bridge
+        from ncverify.proofs_checks.variants import bridge
 
         return getattr(bridge, name)
-    raise AttributeError(f"module 'proofs_checks.variants' has no attribute {name!r}")
+    raise AttributeError(f"module 'ncverify.proofs_checks.variants' has no attribute {name!r}")
 
 
 __all__ = ["LossVariant", "Param", "Agreement", "AGREEMENT_RTOL", "VariantError", "logsumexp", "softmax",

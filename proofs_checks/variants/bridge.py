@@ -8,7 +8,7 @@ from typing import Any, Callable, Sequence
 
 import sympy as sp
 
-from proofs_checks.errors import VariantError
+from ncverify.proofs_checks.errors import VariantError
 
 
 # ---------------------------------------------------------------------------------------------

@@ -14,9 +14,9 @@ from typing import Any, Callable, Sequence
 
 import numpy as np
 
-from numerics import losses as NL
-from numerics.problem import Instance
-from proofs_checks.errors import VariantError
+from ncverify.numerics import losses as NL
+from ncverify.numerics.problem import Instance
+from ncverify.proofs_checks.errors import VariantError
 
 AGREEMENT_RTOL = 1e-12  # |torch - SymPy| <= AGREEMENT_RTOL (1 + |SymPy|): float64 round-off of a few hundred ops
 
@@ -50,7 +50,7 @@ class Param:
 
 def exact_param(v: float) -> Any:
     """A parameter value as the exact rational of its decimal literal (0.1 -> 1/10), as the theory reads it."""
-    from theory.numbers import exact_number
+    from ncverify.theory.numbers import exact_number
 
     return exact_number(float(v))
 
@@ -119,9 +119,9 @@ class LossVariant:
         theory family. Idempotent: the checks run once per variant."""
         if self._agreement is not None:
             return self
-        from theory import families
-        from theory.families.etf_margin import EtfMarginFamily
-        from theory.numbers import exact_number
+        from ncverify.theory import families
+        from ncverify.theory.families.etf_margin import EtfMarginFamily
+        from ncverify.theory.numbers import exact_number
 
         agreement = self.check_agreement(self.check_classes, self.seed)
         try:
@@ -169,7 +169,7 @@ class LossVariant:
         """The K per-class SymPy losses l(z, y), y = 0..K-1, with the parameters as exact rationals."""
         import sympy as sp
 
-        from theory.families.etf_margin import logit_symbols
+        from ncverify.theory.families.etf_margin import logit_symbols
 
         z = logit_symbols(K)
         kw = {k: exact_param(v) for k, v in values.items()}
@@ -197,7 +197,7 @@ class LossVariant:
         parameters; also the lower bound and shift invariance l(z + t 1, y) = l(z, y) (t ~ N(0, 2^2))."""
         import torch
 
-        from theory.families.etf_margin import logit_symbols
+        from ncverify.theory.families.etf_margin import logit_symbols
 
         rng = np.random.default_rng(seed)
         values = {p.name: p.example for p in self.params}
@@ -233,8 +233,8 @@ def _bridge_cache(variant: LossVariant, K: int, params: tuple) -> list[Callable]
     key = (id(variant), K, params)
     if key not in _BRIDGES:
         exprs = variant.expressions(K, dict(params))
-        from proofs_checks.variants.bridge import sympy_to_torch
-        from theory.families.etf_margin import logit_symbols
+        from ncverify.proofs_checks.variants.bridge import sympy_to_torch
+        from ncverify.theory.families.etf_margin import logit_symbols
 
         _BRIDGES[key] = [sympy_to_torch(e, list(logit_symbols(K))) for e in exprs]
     return _BRIDGES[key]

@@ -9,10 +9,10 @@ from __future__ import annotations
 import time
 from typing import Sequence
 
-from numerics.problem import Instance
-from proofs_checks.verify.decide import decide
-from proofs_checks.verify.evidence import VERDICTS, Check, CheckResult, Evidence, Status, Verdict
-from proofs_checks.verify.stages import (compare_with_derivation, construct_claimed_point, derivation_stage,
+from ncverify.numerics.problem import Instance
+from ncverify.proofs_checks.verify.decide import decide
+from ncverify.proofs_checks.verify.evidence import VERDICTS, Check, CheckResult, Evidence, Status, Verdict
+from ncverify.proofs_checks.verify.stages import (compare_with_derivation, construct_claimed_point, derivation_stage,
                                          gram_from_target, numerics_stage, point_evidence, point_stage,
                                          prediction_json)
 
@@ -34,7 +34,7 @@ def check_many(theorem, insts: Sequence[Instance], *, solver: str = "lbfgs", sta
                ) -> list[CheckResult]:
     """``check`` of ``theorem`` on every instance of ``insts``, with one batched solve for all their starts
     (``numerics.starts.solve_instances``); the same verdicts and numbers as checking them one by one."""
-    from numerics.starts import solve_instances
+    from ncverify.numerics.starts import solve_instances
 
     t0 = time.perf_counter()
     theorem.prepare()

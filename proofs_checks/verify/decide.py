@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from typing import Iterable
 
-from proofs_checks.verify.evidence import Check, Evidence, Status, Verdict
+from ncverify.proofs_checks.verify.evidence import Check, Evidence, Status, Verdict
 
 _ORDER = {Check.NUMERICS: 0, Check.MATCH: 0, Check.POINT: 1, Check.DERIVATION: 2}
 

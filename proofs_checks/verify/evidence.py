@@ -7,7 +7,7 @@ import math
 from dataclasses import asdict, dataclass, field
 from enum import Enum
 
-from numerics.problem import Instance
+from ncverify.numerics.problem import Instance
 
 
 class _Word(str, Enum):

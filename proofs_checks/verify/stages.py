@@ -18,16 +18,16 @@ from typing import Any
 import mpmath as mp
 import numpy as np
 
-from numerics import diagnostics, metrics
-from numerics.problem import Instance
-from numerics.starts import multistart
-from proofs_checks import tolerances as tl
-from proofs_checks.statement.theorem import SHAPE_CLAIMS
-from proofs_checks.verify.evidence import Check, Evidence, Status
-from theory import construct
-from theory.derive import derive
-from theory.errors import TheoryInputError
-from theory.prediction import GRAM_NAMES, GramTarget, Prediction
+from ncverify.numerics import diagnostics, metrics
+from ncverify.numerics.problem import Instance
+from ncverify.numerics.starts import multistart
+from ncverify.proofs_checks import tolerances as tl
+from ncverify.proofs_checks.statement.theorem import SHAPE_CLAIMS
+from ncverify.proofs_checks.verify.evidence import Check, Evidence, Status
+from ncverify.theory import construct
+from ncverify.theory.derive import derive
+from ncverify.theory.errors import TheoryInputError
+from ncverify.theory.prediction import GRAM_NAMES, GramTarget, Prediction
 
 
 # ---------------------------------------------------------------------------------------------

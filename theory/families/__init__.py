@@ -18,15 +18,15 @@ from __future__ import annotations
 
 from typing import Protocol, runtime_checkable
 
-from theory.errors import TheoryInputError
-from theory.families.ce_deep import CeDeep
-from theory.families.ce_deep_etf import CeDeepEtf
-from theory.families.etf_margin import EtfMarginFamily
-from theory.families.extended_linear import ExtendedLinear
-from theory.families.mse_bias_regularized import MseBiasRegularized
-from theory.families.mse_deep import MseDeep
-from theory.instance import ExactInstance
-from theory.prediction import Prediction
+from ncverify.theory.errors import TheoryInputError
+from ncverify.theory.families.ce_deep import CeDeep
+from ncverify.theory.families.ce_deep_etf import CeDeepEtf
+from ncverify.theory.families.etf_margin import EtfMarginFamily
+from ncverify.theory.families.extended_linear import ExtendedLinear
+from ncverify.theory.families.mse_bias_regularized import MseBiasRegularized
+from ncverify.theory.families.mse_deep import MseDeep
+from ncverify.theory.instance import ExactInstance
+from ncverify.theory.prediction import Prediction
 
 
 @runtime_checkable

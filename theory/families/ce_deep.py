@@ -21,12 +21,12 @@ import dataclasses
 import mpmath
 import sympy as sp
 
-from theory import ce_codes
-from theory.errors import TheoryInputError
-from theory.families.ce_deep_etf import check_ce, derive_ce
-from theory.instance import ExactInstance
-from theory.prediction import Candidate, Exact, GramTarget, PhaseBoundary, Prediction, SingularValues
-from theory.solve import to_mpf
+from ncverify.theory import ce_codes
+from ncverify.theory.errors import TheoryInputError
+from ncverify.theory.families.ce_deep_etf import check_ce, derive_ce
+from ncverify.theory.instance import ExactInstance
+from ncverify.theory.prediction import Candidate, Exact, GramTarget, PhaseBoundary, Prediction, SingularValues
+from ncverify.theory.solve import to_mpf
 
 FAMILY = "ce-deep"
 

@@ -9,14 +9,14 @@ from __future__ import annotations
 import mpmath
 import sympy as sp
 
-from theory import reduced as R
-from theory.errors import TheoryInputError
-from theory.etf import check_etf_instance, etf_minimizer
-from theory.families.mse_deep import ROTATIONS, sx
-from theory.instance import ExactInstance
-from theory.phase import ce_phase_boundaries, lam_h_values
-from theory.prediction import Exact, Prediction, SingularValues
-from theory.solve import solve_ce
+from ncverify.theory import reduced as R
+from ncverify.theory.errors import TheoryInputError
+from ncverify.theory.etf import check_etf_instance, etf_minimizer
+from ncverify.theory.families.mse_deep import ROTATIONS, sx
+from ncverify.theory.instance import ExactInstance
+from ncverify.theory.phase import ce_phase_boundaries, lam_h_values
+from ncverify.theory.prediction import Exact, Prediction, SingularValues
+from ncverify.theory.solve import solve_ce
 
 FAMILY = "ce-deep-etf"
 

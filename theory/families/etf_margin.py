@@ -34,15 +34,15 @@ from typing import Any, Callable
 import mpmath
 import sympy as sp
 
-from theory import reduced as R
-from theory.errors import TheoryInputError
-from theory.etf import check_etf_instance, etf_minimizer
-from theory.families.mse_deep import ROTATIONS, sx as _sx
-from theory.instance import ExactInstance
-from theory.numbers import exact_number
-from theory.phase import lam_h_values
-from theory.prediction import Candidate, Exact, PhaseBoundary, Prediction, SingularValues
-from theory.solve import select_global, to_mpf
+from ncverify.theory import reduced as R
+from ncverify.theory.errors import TheoryInputError
+from ncverify.theory.etf import check_etf_instance, etf_minimizer
+from ncverify.theory.families.mse_deep import ROTATIONS, sx as _sx
+from ncverify.theory.instance import ExactInstance
+from ncverify.theory.numbers import exact_number
+from ncverify.theory.phase import lam_h_values
+from ncverify.theory.prediction import Candidate, Exact, PhaseBoundary, Prediction, SingularValues
+from ncverify.theory.solve import select_global, to_mpf
 
 a, u, ell = R.a, R.u, R.ell
 x_sym = sp.Symbol("x", positive=True)

@@ -9,10 +9,10 @@ from __future__ import annotations
 import mpmath
 import sympy as sp
 
-from theory import reduced as R
-from theory.families.mse_deep import check_mse, derive_mse, gram_kind, mse_critical_lam_h
-from theory.instance import ExactInstance
-from theory.prediction import Exact, GramTarget, Prediction
+from ncverify.theory import reduced as R
+from ncverify.theory.families.mse_deep import check_mse, derive_mse, gram_kind, mse_critical_lam_h
+from ncverify.theory.instance import ExactInstance
+from ncverify.theory.prediction import Exact, GramTarget, Prediction
 
 def derive_extended(I: ExactInstance, dps: int) -> Prediction:
     """The extended UFM with s = identity, reduced to the deep linear (M+1)-factor objective."""

@@ -16,13 +16,13 @@ from __future__ import annotations
 import mpmath
 import sympy as sp
 
-from theory import reduced as R
-from theory.errors import TheoryInputError
-from theory.families.mse_deep import ROTATIONS, mse_critical_lam_h, sx as _sx
-from theory.instance import ExactInstance
-from theory.phase import mse_thresholds
-from theory.prediction import Exact, GramTarget, PhaseBoundary, Prediction, SingularValues
-from theory.solve import _phi_numeric, select_global, solve_mse_mode, stationary_points_w, to_mpf
+from ncverify.theory import reduced as R
+from ncverify.theory.errors import TheoryInputError
+from ncverify.theory.families.mse_deep import ROTATIONS, mse_critical_lam_h, sx as _sx
+from ncverify.theory.instance import ExactInstance
+from ncverify.theory.phase import mse_thresholds
+from ncverify.theory.prediction import Exact, GramTarget, PhaseBoundary, Prediction, SingularValues
+from ncverify.theory.solve import _phi_numeric, select_global, solve_mse_mode, stationary_points_w, to_mpf
 
 MSE_BIAS_REG = "mse-bias-regularized"
 

@@ -17,12 +17,12 @@ from typing import Any, Sequence
 import mpmath
 import sympy as sp
 
-from theory import reduced as R
-from theory.errors import TheoryInputError
-from theory.instance import ExactInstance
-from theory.phase import mse_phase_boundaries, mse_thresholds
-from theory.prediction import Candidate, Exact, GramTarget, Prediction, SingularValues
-from theory.solve import ModeSolution, solve_mse_mode, to_mpf
+from ncverify.theory import reduced as R
+from ncverify.theory.errors import TheoryInputError
+from ncverify.theory.instance import ExactInstance
+from ncverify.theory.phase import mse_phase_boundaries, mse_thresholds
+from ncverify.theory.prediction import Candidate, Exact, GramTarget, Prediction, SingularValues
+from ncverify.theory.solve import ModeSolution, solve_mse_mode, to_mpf
 
 ROTATIONS = ("rotations: W_j -> Q_j W_j Q_{j-1}^T, W_M -> W_M Q_{M-1}^T, H -> Q_0 H with orthogonal Q_j "
              "(only invariants are determined)")
