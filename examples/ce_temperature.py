@@ -10,7 +10,7 @@ Run it:
 """
 import sympy as sp
 
-from ncverify.proofs_checks.variants import LossVariant, Param, etf_claim, logsumexp, variant_theorem
+from ncverify import LossVariant, Param, etf_claim, logsumexp, variant_theorem
 
 
 # (a) the loss, once, as a SymPy expression of the logits z (a K x 1 Matrix z_1..z_K) and the class index y

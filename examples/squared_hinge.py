@@ -10,7 +10,7 @@ the stationary point comes from certified brackets). Run:
 """
 import sympy as sp
 
-from ncverify.proofs_checks.variants import LossVariant, etf_claim, variant_theorem
+from ncverify import LossVariant, etf_claim, variant_theorem
 
 
 def squared_hinge(z: sp.Matrix, y: int, K: int) -> sp.Expr:

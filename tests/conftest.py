@@ -1,37 +1,22 @@
-"""Shared test configuration: Hypothesis profiles and the gpu marker.
+"""Shared test configuration of the suite's own tests: Hypothesis profiles and the golden-file option.
 
 Profiles: ``dev`` (default locally), ``ci`` (deterministic, small budget; loaded when CI is set),
-``thorough`` (select with HYPOTHESIS_PROFILE=thorough). Solver-running tests use deadline=None.
+``thorough`` (select with HYPOTHESIS_PROFILE=thorough): the ``ncverify-*`` profiles of ``ncverify.testing``
+(the same ones the pytest plugin gives researchers). The ``gpu`` marker and its skip come from the plugin
+(``ncverify.pytest_plugin``, installed with the package). Solver-running tests use deadline=None.
 """
 from __future__ import annotations
 
 import os
 
 import pytest
-from hypothesis import HealthCheck, settings
+from hypothesis import settings
 
-_common = dict(deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
-settings.register_profile("dev", max_examples=15, **_common)
-settings.register_profile("ci", max_examples=10, derandomize=True, print_blob=True, **_common)
-settings.register_profile("thorough", max_examples=200, **_common)
+from ncverify.testing import PROFILES
+
+for _name in ("dev", "ci", "thorough"):
+    settings.register_profile(_name, **PROFILES[f"ncverify-{_name}"])
 settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE") or ("ci" if os.environ.get("CI") else "dev"))
-
-
-def _cuda_available() -> bool:
-    try:
-        import torch
-    except ImportError:  # pragma: no cover
-        return False
-    return bool(torch.cuda.is_available())
-
-
-def pytest_collection_modifyitems(config, items):
-    if _cuda_available():
-        return
-    skip_gpu = pytest.mark.skip(reason="needs a CUDA device")
-    for item in items:
-        if "gpu" in item.keywords:
-            item.add_marker(skip_gpu)
 
 
 # -- golden files of the theory engine (issue 3) -------------------------------------------------

@@ -1,0 +1,341 @@
+"""The public Python API behind ``import ncverify`` (the same operations as the command line).
+
+Symbols and arguments (the normalizations are those of ``ncverify list`` / the README; every claim names its own):
+
+* K classes with counts n_1..n_K (``counts``; or ``classes`` = K and ``per_class`` = n), N = sum_k n_k samples;
+* d the width of H and of the hidden layers (``width``, default K), M the depth = number of weight matrices
+  (``depth``), W = W_M ... W_1;
+* lambda_W1..lambda_WM (``lam_w``: one value for every layer, or one per layer), lambda_H (``lam_h``),
+  lambda_b (``lam_b``, 0 = an unregularized bias) with a last-layer bias b (``bias=True``);
+* ``loss``: "mse", "ce" or a registered variant with its parameters ("ce-ls:0.1", "focal:2");
+  ``activation``: "identity" or "relu" for the extended model W_M ... W_2 s(W_1 H) (depth >= 2).
+
+Every function validates its input first; bad input raises one of ``ncverify.INPUT_ERRORS`` (``UsageError``,
+``InstanceError``, ``UnknownIdError``, ``UserFileError``, ``TheoryInputError``) whose message names the violated
+condition; anything else is a bug.
+Nothing heavy (torch, SymPy) is imported before a function that needs it is called.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Callable, Sequence
+
+if TYPE_CHECKING:  # pragma: no cover
+    from ncverify.numerics.problem import Instance
+    from ncverify.proofs_checks.search import TheoremResult
+    from ncverify.proofs_checks.statement import Theorem
+    from ncverify.proofs_checks.verify import CheckResult
+    from ncverify.theory.prediction import Prediction
+
+_INSTANCE_KEYS = ("counts", "classes", "per_class", "width", "depth", "lam_w", "lam_h", "lam_b", "bias", "loss",
+                  "activation")
+
+
+# ---------------------------------------------------------------------------------------------
+# the catalogue
+# ---------------------------------------------------------------------------------------------
+def load_theorems(path: str | Path) -> list["Theorem"]:
+    """The theorems (and mutants) a user's Python file defines in ``THEOREMS`` (as ``--theorems FILE``).
+
+    Any error in the file raises ``UserFileError`` naming the file, the line and the problem."""
+    from ncverify.proofs_checks.catalogue import load_theorems as _load
+
+    return _load(path)
+
+
+def theorems(*, mutants: bool = False, theorems_file: str | Path | None = None) -> list["Theorem"]:
+    """The catalogue (plus the theorems of ``theorems_file``); ``mutants=True`` adds the seeded wrong claims."""
+    from ncverify.proofs_checks.catalogue import MUTANTS, THEOREMS
+
+    extra = load_theorems(theorems_file) if theorems_file else []
+    out = list(THEOREMS) + [t for t in extra if not t.is_mutant]
+    if mutants:
+        out += list(MUTANTS) + [t for t in extra if t.is_mutant]
+    return out
+
+
+def get_theorem(theorem: "str | Theorem", *, theorems_file: str | Path | None = None) -> "Theorem":
+    """The catalogue entry with this id (a ``Theorem`` is returned as it is); ``UnknownIdError`` otherwise."""
+    from ncverify.proofs_checks.catalogue import by_id
+    from ncverify.proofs_checks.statement import Theorem
+
+    if isinstance(theorem, Theorem):
+        return theorem
+    if not isinstance(theorem, str):
+        from ncverify.proofs_checks.errors import UsageError
+
+        raise UsageError(f"a theorem is given by its id (a string) or as a Theorem, got {type(theorem).__name__}")
+    return by_id(theorem, theorems(mutants=True, theorems_file=theorems_file))
+
+
+# ---------------------------------------------------------------------------------------------
+# instances
+# ---------------------------------------------------------------------------------------------
+def instance(counts: Sequence[int] | None = None, *, classes: int | None = None, per_class: int | None = None,
+             width: int | None = None, depth: int = 1, lam_w: float | Sequence[float] = 5e-3, lam_h: float = 5e-3,
+             lam_b: float = 0.0, bias: bool = False, loss: str = "mse", activation: str | None = None) -> "Instance":
+    """A validated problem instance (the CLI's instance flags; defaults as the CLI's: lambdas 5e-3, d = K).
+
+    ``counts`` = (n_1, ..., n_K), or ``classes`` = K with ``per_class`` = n; ``width`` = d; ``depth`` = M;
+    ``lam_w`` = lambda_W (one value or one per layer); ``lam_h`` = lambda_H; ``lam_b`` = lambda_b; ``bias``: a
+    last-layer bias b; ``loss``: "mse", "ce", or "BASE:PARAMS"; ``activation``: "identity"/"relu" (extended
+    model). Raises ``InstanceError`` naming the first violated condition."""
+    from ncverify.numerics.problem import Instance, InstanceError
+
+    if counts is None:
+        if classes is None or per_class is None:
+            raise InstanceError("give the class counts, or both the number of classes and the per-class count")
+        counts = [per_class] * _int(classes, "number of classes K")
+    elif classes is not None or per_class is not None:
+        raise InstanceError("give either the class counts or classes/per-class, not both")
+    counts = list(counts)
+    return Instance.create(counts, width=len(counts) if width is None else width, depth=depth, lam_w=lam_w,
+                           lam_h=lam_h, loss=loss, bias=bias, lam_b=lam_b, activation=activation)
+
+
+def _int(v: Any, what: str) -> int:
+    from ncverify.numerics.problem import InstanceError
+
+    if isinstance(v, bool) or not isinstance(v, (int,)) and not (isinstance(v, float) and v.is_integer()):
+        raise InstanceError(f"{what} must be an integer, got {v!r}")
+    if int(v) < 1:
+        raise InstanceError(f"{what} must be >= 1, got {v}")
+    return int(v)
+
+
+def _instance_for(th: "Theorem | None", inst: "Instance | None", kw: dict) -> "Instance":
+    """``inst``, or an instance built from keywords with the theorem's implied flags (loss, bias, depth,
+    activation) filled in where not given."""
+    from ncverify.proofs_checks.errors import UsageError
+
+    unknown = sorted(set(kw) - set(_INSTANCE_KEYS))
+    if unknown:
+        raise UsageError(f"unknown instance keyword(s) {', '.join(unknown)}; known: {', '.join(_INSTANCE_KEYS)}")
+    if inst is not None:
+        if kw:
+            raise UsageError("give either an instance or instance keywords, not both")
+        return inst
+    defaults = dict(th.defaults) if th is not None else {}
+    for key in ("loss", "bias", "depth", "activation"):
+        if kw.get(key) is None and key in defaults:
+            kw[key] = defaults[key]
+    kw = {k: v for k, v in kw.items() if v is not None or k in ("counts", "classes", "per_class", "width")}
+    return instance(**kw)
+
+
+# ---------------------------------------------------------------------------------------------
+# checking theorems
+# ---------------------------------------------------------------------------------------------
+def check(theorem: "str | Theorem", inst: "Instance | None" = None, *, starts: int | None = None,
+          solver: str = "lbfgs", seed: int = 0, device: str = "auto", theorems_file: str | Path | None = None,
+          **instance_kw: Any) -> "CheckResult":
+    """The verdict of ``theorem`` on one instance (``ncverify check``).
+
+    The instance is ``inst`` or built from ``instance_kw`` (see ``instance``; the flags the theorem implies are
+    filled in). ``starts``: portfolio starts (default 4, more for landscapes with spurious minima); the same
+    ``seed`` gives the same numbers. Returns a ``CheckResult``: ``.verdict`` ("verified", "refuted",
+    "inconclusive"), ``.reason``, ``.evidence`` (every compared quantity with ``error``, ``tolerance`` and the
+    tolerance's ``origin``), ``.reproduce`` (the command line), ``.to_json()``."""
+    from ncverify.proofs_checks import verify
+    from ncverify.proofs_checks.errors import UsageError
+
+    th = get_theorem(theorem, theorems_file=theorems_file)
+    inst = _instance_for(th, inst, dict(instance_kw))
+    n = max(4, th.min_starts) if starts is None else starts
+    _check_run_args(n, seed, solver)
+    th.validate(inst)
+    res = verify.check(th, inst, solver=solver, starts=n, seed=seed, device=device)
+    if theorems_file:
+        res.reproduce = res.reproduce.replace("ncverify check ", f"ncverify check --theorems {theorems_file} ", 1)
+    if res.verdict not in ("verified", "refuted", "inconclusive"):  # pragma: no cover - guarded by Verdict
+        raise UsageError(f"unexpected verdict {res.verdict!r}")
+    return res
+
+
+def _check_run_args(starts: Any, seed: Any, solver: str) -> None:
+    from ncverify.proofs_checks.errors import UsageError
+
+    if isinstance(starts, bool) or not isinstance(starts, int) or starts < 1:
+        raise UsageError(f"starts must be an integer >= 1, got {starts!r}")
+    if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
+        raise UsageError(f"seed must be an integer >= 0, got {seed!r}")
+    if solver not in ("lbfgs", "gd"):
+        raise UsageError(f"solver must be 'lbfgs' or 'gd', got {solver!r}")
+
+
+def search(theorem: "str | Theorem", *, budget: str = "default", seed: int = 0, solver: str = "lbfgs",
+           theorems_file: str | Path | None = None, progress: Callable[[str], None] | None = None
+           ) -> "TheoremResult":
+    """The theorem-level verdict (``ncverify run --only ID`` without the report): a Hypothesis search of the
+    theorem's domain with shrinking, full numeric checks on some of the drawn instances and on any
+    counterexample. ``budget``: "quick", "default" or "thorough". Returns a ``TheoremResult``: ``.verdict``,
+    ``.reason``, ``.checks`` (the full checks), ``.counterexample``, ``.instances_tried``, ``.to_json()``."""
+    from ncverify.proofs_checks.search import Budget, search_theorem
+
+    th = get_theorem(theorem, theorems_file=theorems_file)
+    b = Budget.of(budget)
+    _check_run_args(1, seed, solver)
+    return search_theorem(th, b, seed=seed, solver=solver, progress=progress)
+
+
+def run(*, budget: str = "default", out: str | Path | None = None, seed: int = 0, solver: str = "lbfgs",
+        only: Sequence[str] | None = None, theorems_file: str | Path | None = None, lemmas: bool = True,
+        figures: bool = True, progress: Callable[[str, int, int], None] | None = None) -> dict:
+    """The whole catalogue (``ncverify run``): every theorem (or those in ``only``, their mutants included) and
+    the mutants, plus the lemmas; returns the results.json structure and writes the report to ``out`` when
+    given (``report.md``, ``results.json``, ``figures/`` unless ``figures=False``). A verdict that differs from
+    the record is listed in ``result["changed_verdicts"]``."""
+    from ncverify.proofs_checks.errors import UnknownIdError, UsageError
+    from ncverify.proofs_checks.report import run_catalogue, write_report
+    from ncverify.proofs_checks.search import Budget
+
+    b = Budget.of(budget)
+    _check_run_args(1, seed, solver)
+    ths = theorems(theorems_file=theorems_file)
+    all_ = theorems(mutants=True, theorems_file=theorems_file)
+    muts = [t for t in all_ if t.is_mutant]
+    if only is not None:
+        if isinstance(only, str):
+            raise UsageError("only must be a list of theorem ids, not a string")
+        keep = set(only)
+        if not keep:
+            raise UsageError("only is empty: give at least one theorem id")
+        unknown = sorted(keep - {t.id for t in all_})
+        if unknown:
+            raise UnknownIdError(f"unknown theorem id(s) {', '.join(unknown)}; known: {', '.join(t.id for t in ths)}")
+        ths = [t for t in ths if t.id in keep]
+        muts = [t for t in muts if t.id in keep or t.mutant_of in keep]
+    data = run_catalogue(ths, muts, b, seed=seed, solver=solver, progress=progress, lemmas=lemmas)
+    if out is not None:
+        write_report(data, Path(out), figures=figures, seed=seed)
+    return {k: v for k, v in data.items() if not k.startswith("_")}
+
+
+# ---------------------------------------------------------------------------------------------
+# the theory engine and the numerics
+# ---------------------------------------------------------------------------------------------
+def families() -> list[str]:
+    """The theory families ``derive`` knows (loss variants of loaded theorems join when prepared)."""
+    from ncverify.theory import families as F
+
+    return list(F.names())
+
+
+def derive(target: str, inst: "Instance | None" = None, *, dps: int = 40, theorems_file: str | Path | None = None,
+           **instance_kw: Any) -> "Prediction":
+    """The theory engine's exact derivation (``ncverify derive``) for a family (``families()``) or a theorem id
+    (resolved to its family; never the theorem's claim). Returns a ``Prediction``: ``.objective`` (f*),
+    ``.singular_values``, Gram targets, ``.candidates`` of the global selection, ``.boundaries`` (phase
+    boundaries with the instance's side), ...; ``ncverify.render_text(p)`` / ``render_json(p)`` print it."""
+    from ncverify.proofs_checks.errors import UnknownIdError, UsageError
+    from ncverify.theory import families as F
+    from ncverify.theory.derive import derive as _derive
+
+    if isinstance(dps, bool) or not isinstance(dps, int) or not 15 <= dps <= 200:
+        raise UsageError(f"dps (working digits) must be an integer in [15, 200], got {dps!r}")
+    all_ = theorems(mutants=True, theorems_file=theorems_file)
+    th = next((t for t in all_ if t.id == target), None)
+    if th is not None:
+        th.prepare()
+        family = th.family
+    else:
+        family = target
+        about = [t for t in all_ if t.family == family]
+        for t in about:
+            t.prepare()
+        if family not in F.names():
+            raise UnknownIdError(f"unknown family or theorem id {family!r}; families: {', '.join(F.names())}")
+        th = about[0] if about else None
+    inst = _instance_for(th, inst, dict(instance_kw))
+    if th is not None and th.id == target:
+        th.validate(inst)
+    pred = _derive(family, inst, dps=dps)
+    return pred.with_(requested_id=target) if th is not None and th.id == target else pred
+
+
+def render_text(pred: "Prediction") -> str:
+    """A derivation as the text ``ncverify derive`` prints."""
+    from ncverify.theory import render
+
+    return render.to_text(pred)
+
+
+def render_json(pred: "Prediction") -> dict:
+    """A derivation as the JSON object ``ncverify derive --json`` prints."""
+    from ncverify.theory import render
+
+    return render.to_json(pred)
+
+
+@dataclass
+class SolveResult:
+    """Numeric minimizers of one instance (``ncverify solve``).
+
+    ``runs``: every start (start kind ``init``, ``stop_reason``, ``objective``, ``iterations``, ``grad_evals``,
+    ``grad_norm``, ``params``); ``best``: the lowest run that did not diverge; ``measurements``: at the best
+    point, the objective and its parts, singular values of every W_j, of W and of the output, class-mean
+    norms, NC1/NC2/NC3 and balancedness (the keys of ``ncverify solve --json``); ``end_points``: the distinct
+    end points (objective, starts, rank of W, collapsed classes)."""
+
+    instance: "Instance"
+    runs: list
+    best: Any
+    measurements: dict
+    end_points: list[dict] = field(default_factory=list)
+
+    @property
+    def objective(self) -> float:
+        return float(self.best.objective)
+
+    def to_json(self) -> dict:
+        out = dict(self.measurements)
+        out.update({"instance": self.instance.as_dict(), "best_start": self.best.start,
+                    "stop_reason": self.best.stop_reason, "grad_norm": self.best.grad_norm,
+                    "runs": [{"start": r.start, "init": r.init, "stop_reason": r.stop_reason, "objective": r.objective,
+                              "iterations": r.iterations, "grad_evals": r.grad_evals, "grad_norm": r.grad_norm}
+                             for r in self.runs],
+                    "distinct_end_points": self.end_points})
+        return out
+
+
+def solve(inst: "Instance | None" = None, *, starts: int = 3, solver: str = "lbfgs", seed: int = 0,
+          device: str = "auto", init_std: float | None = None, max_iter: int | None = None,
+          grad_tol: float | None = None, lr: float = 0.1, momentum: float = 0.9, **instance_kw: Any) -> SolveResult:
+    """Numeric minimizers of the full objective from the first ``starts`` starts of the portfolio, solved in
+    one batched call (start i uses seed ``seed + i``; same seed, same numbers). ``init_std``: every start
+    Gaussian N(0, init_std^2) (the papers' protocol); ``solver`` "gd" is the papers' momentum gradient descent
+    (``lr``, ``momentum``). Raises ``UsageError`` when every start diverges."""
+    from ncverify.numerics import metrics, starts as S
+    from ncverify.proofs_checks.errors import UsageError
+
+    inst = _instance_for(None, inst, dict(instance_kw))
+    _check_run_args(starts, seed, solver)
+    for name, v in (("init_std", init_std), ("grad_tol", grad_tol), ("lr", lr)):
+        if v is not None and not (isinstance(v, (int, float)) and math.isfinite(v) and v > 0):
+            raise UsageError(f"{name} must be a finite number > 0, got {v!r}")
+    if not (isinstance(momentum, (int, float)) and 0 <= momentum < 1):
+        raise UsageError(f"momentum must be in [0, 1), got {momentum!r}")
+    if max_iter is not None and (isinstance(max_iter, bool) or not isinstance(max_iter, int) or max_iter < 1):
+        raise UsageError(f"max_iter must be an integer >= 1, got {max_iter!r}")
+    res = S.multistart(inst, solver=solver, starts=starts, seed=seed, device=device, init_std=init_std,
+                       max_iter=max_iter, grad_tol=grad_tol, lr=lr, momentum=momentum)
+    best = res.best
+    if best.stop_reason == "diverged" or not math.isfinite(best.objective):
+        raise UsageError("every start diverged (non-finite objective or gradient) on this instance")
+    return SolveResult(instance=inst, runs=list(res.runs), best=best, measurements=metrics.measure(inst, best.params),
+                       end_points=metrics.distinct_end_points(inst, res.runs))
+
+
+def lemmas(*, budget: str = "default", seed: int = 0, only: Sequence[str] | None = None) -> dict:
+    """The proof-step checks (``ncverify lemmas``): ``{"lemmas": [...], "wrong_lemmas": {...}}`` with each lemma's
+    statement, the theorems that use it, its verdict ("holds", "violated", "inconclusive") and evidence."""
+    from ncverify.proofs_checks.errors import UsageError
+    from ncverify.proofs_checks.lemmas import run_lemmas
+
+    if budget not in ("quick", "default", "thorough"):
+        raise UsageError(f"budget must be one of quick, default, thorough, got {budget!r}")
+    if only is not None and isinstance(only, str):
+        raise UsageError("only must be a list of lemma ids, not a string")
+    return run_lemmas(budget=budget, seed=seed, only=None if only is None else list(only))

@@ -1,0 +1,180 @@
+"""The public Python API (``import ncverify``): light import, the CLI's operations with the same numbers,
+structured results, one clear error class per bad input, the Hypothesis strategies and test helpers."""
+from __future__ import annotations
+
+import json
+import math
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+
+import ncverify as nv
+from ncverify.proofs_checks.cli import main
+
+ROOT = Path(__file__).resolve().parents[1]
+EXAMPLE = ROOT / "examples" / "ce_temperature.py"
+SMALL = dict(classes=3, per_class=2, lam_w=5e-3, lam_h=5e-3)
+
+
+def _cli_json(capsys, *argv: str) -> dict:
+    main(list(argv))
+    out, _ = capsys.readouterr()
+    return json.loads(out)
+
+
+def test_import_is_light_and_every_public_name_resolves():
+    code = ("import sys, ncverify; "
+            "heavy = sorted({m.split('.')[0] for m in sys.modules} & {'torch', 'sympy', 'hypothesis'}); "
+            "print(heavy, ncverify.__version__)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=ROOT).stdout
+    assert out.split("]")[0] + "]" == "[]", out
+    for name in nv.__all__:
+        assert getattr(nv, name) is not None, name
+    with pytest.raises(AttributeError, match="no attribute 'nope'"):
+        nv.nope  # noqa: B018
+
+
+def test_version_matches_the_installed_distribution():
+    from importlib.metadata import version
+
+    assert nv.__version__ == version("ncverify")
+
+
+def test_check_gives_a_structured_verdict_equal_to_the_cli(capsys):
+    res = nv.check("tirer2022.mse-ufm", **SMALL)
+    assert isinstance(res, nv.CheckResult)
+    assert res.verdict == "verified"
+    scored = [e for e in res.evidence if e.error is not None and e.tolerance is not None]
+    assert scored and all(e.error <= e.tolerance for e in scored if e.status == "pass")
+    assert all(e.origin for e in scored), "every tolerance names its origin"
+    assert res.reproduce.startswith("ncverify check tirer2022.mse-ufm --loss mse --counts 2,2,2")
+    cli = _cli_json(capsys, *res.reproduce.split()[1:], "--json")
+    assert cli["verdict"] == res.verdict
+    assert cli["numerics"]["best_objective"] == res.numerics["best_objective"]  # same seed, same numbers
+    assert json.loads(json.dumps(res.to_json()))["theorem"] == "tirer2022.mse-ufm"
+
+
+def test_check_refutes_a_wrong_claim_and_the_assertion_helper_says_why():
+    from ncverify.testing import assert_verifies
+
+    mutant = next(t for t in nv.theorems(mutants=True) if t.is_mutant and t.mutant_of == "tirer2022.mse-ufm")
+    inst = mutant.examples[0] if mutant.examples else nv.instance(**SMALL)
+    with pytest.raises(AssertionError) as info:
+        assert_verifies(mutant, inst)
+    msg = str(info.value)
+    assert "expected verified, got refuted" in msg and "FAIL" in msg and "reproduce: ncverify check mutant:" in msg
+
+
+def test_check_fills_the_flags_the_theorem_implies():
+    p = nv.derive("zhu2021.ce-ufm", classes=3, per_class=2, lam_w=1e-2, lam_h=1e-2, lam_b=1e-2)
+    assert p.requested_id == "zhu2021.ce-ufm"
+    th = nv.get_theorem("zhu2021.ce-ufm")
+    assert th.defaults.get("loss") == "ce" and th.defaults.get("bias") is True
+    inst = nv.api._instance_for(th, None, dict(classes=3, per_class=2, lam_b=1e-2))
+    assert inst.loss == "ce" and inst.bias
+
+
+def test_derive_equals_the_cli_derivation(capsys):
+    p = nv.derive("mse-deep", counts=[3, 2], depth=2, lam_w=1e-2, lam_h=1e-2)
+    cli = _cli_json(capsys, "derive", "mse-deep", "--counts", "3,2", "--depth", "2", "--lam-w", "1e-2",
+                    "--lam-h", "1e-2", "--json")
+    assert nv.render_json(p) == cli
+    assert "REDUCED PROBLEM" in nv.render_text(p)
+    assert "mse-deep" in nv.families()
+
+
+def test_solve_same_numbers_as_the_cli(capsys):
+    s = nv.solve(counts=[3, 2], depth=2, starts=2, seed=3)
+    assert isinstance(s, nv.SolveResult) and s.best.stop_reason == "converged"
+    cli = _cli_json(capsys, "solve", "--counts", "3,2", "--depth", "2", "--starts", "2", "--seed", "3", "--json")
+    assert s.objective == cli["objective"]
+    assert s.measurements["singular_values"] == cli["singular_values"]
+    assert [e["objective"] for e in s.end_points] == [e["objective"] for e in cli["distinct_end_points"]]
+    assert math.isfinite(s.to_json()["objective"])
+
+
+@pytest.mark.parametrize("call, error, fragment", [
+    (lambda: nv.check("no.such-theorem", **SMALL), "UnknownIdError", "unknown theorem id 'no.such-theorem'"),
+    (lambda: nv.check("tirer2022.mse-ufm", starts=0, **SMALL), "UsageError", "starts must be an integer >= 1"),
+    (lambda: nv.check("tirer2022.mse-ufm", colour=3, **SMALL), "UsageError", "unknown instance keyword(s) colour"),
+    (lambda: nv.check("tirer2022.mse-ufm", counts=[2, 0]), "InstanceError", "n_2 must be >= 1"),
+    (lambda: nv.check("tirer2022.mse-ufm", counts=[3, 2]), "InvalidInstanceError", "balanced"),
+    (lambda: nv.check("tirer2022.mse-ufm", nv.instance(**SMALL), classes=2), "UsageError", "not both"),
+    (lambda: nv.instance(classes=0, per_class=2), "InstanceError", "K must be >= 1"),
+    (lambda: nv.instance(classes=2.5, per_class=2), "InstanceError", "must be an integer"),
+    (lambda: nv.search("tirer2022.mse-ufm", budget="huge"), "UsageError", "budget must be one of"),
+    (lambda: nv.run(only=[]), "UsageError", "only is empty"),
+    (lambda: nv.run(only="tirer2022.mse-ufm"), "UsageError", "list of theorem ids"),
+    (lambda: nv.run(only=["no-such-id"]), "UnknownIdError", "no-such-id"),
+    (lambda: nv.derive("no-family", **SMALL), "UnknownIdError", "unknown family or theorem id"),
+    (lambda: nv.derive("mse-deep", dps=3, **SMALL), "UsageError", "dps"),
+    (lambda: nv.solve(counts=[2, 2], lr=-1.0), "UsageError", "lr must be a finite number > 0"),
+    (lambda: nv.load_theorems("/no/such/file.py"), "UserFileError", "does not exist"),
+])
+def test_bad_input_raises_an_input_error_naming_the_condition(call, error, fragment):
+    with pytest.raises(nv.INPUT_ERRORS) as info:
+        call()
+    assert type(info.value).__name__ == error
+    assert fragment in str(info.value)
+
+
+def test_user_theorem_file_through_the_api():
+    mine = nv.load_theorems(EXAMPLE)
+    assert [t.id for t in mine if not t.is_mutant] == ["mine.ce-temperature"]
+    assert "mine.ce-temperature" in [t.id for t in nv.theorems(theorems_file=EXAMPLE)]
+    p = nv.derive("mine.ce-temperature", theorems_file=EXAMPLE, classes=3, per_class=2, lam_w=1e-2, lam_h=1e-2,
+                  loss="ce-temp:2")
+    assert p.objective is not None and p.requested_id == "mine.ce-temperature"
+
+
+def test_search_gives_the_theorem_level_verdict_with_its_coverage():
+    r = nv.search("tirer2022.mse-ufm", budget="quick", seed=0)
+    assert isinstance(r, nv.TheoremResult)
+    assert r.verdict == "verified" and r.instances_tried >= len(r.checks) >= 1
+    assert r.to_json()["numeric_checks"] == len(r.checks)
+
+
+# -- strategies ------------------------------------------------------------------------------------
+def test_strategies_draw_the_theorem_domain_and_can_be_narrowed():
+    from ncverify.strategies import instances, theorem_domain
+
+    th = nv.get_theorem("dang2023.mse-deep")
+    seen = []
+
+    @settings(max_examples=25, deadline=None, database=None, derandomize=True,
+              suppress_health_check=list(HealthCheck))
+    @given(instances("dang2023.mse-deep", K=(2, 3), depths=[2], near_boundaries=False))
+    def draw(inst):
+        th.validate(inst)  # every draw satisfies the theorem's stated assumptions
+        seen.append(inst)
+
+    draw()
+    assert seen and all(2 <= i.K <= 3 and i.depth == 2 for i in seen)
+    assert theorem_domain("dang2023.mse-deep").depths == th.strategy.depths  # no override: the catalogue's own
+    with pytest.raises(nv.UsageError, match="unknown domain field"):
+        theorem_domain("dang2023.mse-deep", colour=1)
+
+
+def test_strategies_place_draws_near_the_derived_boundaries():
+    from ncverify.proofs_checks.statement.domains import LAM_H_RATIOS, critical_values
+    from ncverify.strategies import instances
+
+    drawn = []
+
+    @settings(max_examples=12, deadline=None, database=None, derandomize=True,
+              suppress_health_check=list(HealthCheck))
+    @given(instances("tirer2022.extended-linear"))
+    def draw(inst):
+        drawn.append(inst)
+
+    draw()
+    fam = nv.get_theorem("tirer2022.extended-linear").family
+
+    def at_a_boundary(inst) -> bool:  # lambda_H = ratio x a derived critical lambda_H (6 digits)
+        crit = critical_values(fam, inst).get("lam_h", [])
+        return any(abs(inst.lam_h - float(f"{c * r:.6g}")) <= 1e-12 * inst.lam_h for c in crit for r in LAM_H_RATIOS)
+
+    assert sum(map(at_a_boundary, drawn)) >= 2, [i.cli_flags() for i in drawn]
