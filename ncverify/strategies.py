@@ -61,5 +61,25 @@ def instances(theorem: Any, *, near_boundaries: bool = True, theorems_file: str 
         return th.strategy()
     dom = theorem_domain(th, **overrides)
     if near_boundaries:
+        _warm_up(dom)
         return dom()
     return dom.base()
+
+
+def _warm_up(dom: Domain) -> None:
+    """Derive the phase boundaries of the domain's smallest instance once, when the strategy is built: the first
+    derivation of a family pays for importing SymPy and building its reduced problem (about a second), which
+    would otherwise land in the first draw and fail Hypothesis's too-slow health check under default settings."""
+    from ncverify.numerics.problem import Instance
+    from ncverify.proofs_checks.errors import INPUT_ERRORS
+    from ncverify.proofs_checks.statement.domains import critical_values
+
+    K, n, M = dom.K[0], dom.n[0], min(dom.depths)
+    lam = (dom.lam[0] * dom.lam[1]) ** 0.5
+    lam_b = (dom.lam_b_range[0] if dom.lam_b_range else dom.lam_b[0])
+    try:
+        inst = Instance.create([n] * K, width=K, depth=M, lam_w=lam, lam_h=lam, loss=dom.losses[0], bias=dom.bias,
+                               lam_b=lam_b, activation=dom.activation)
+        critical_values(dom.family, inst)
+    except INPUT_ERRORS:  # the smallest corner is outside the family's derivations: nothing to warm up
+        pass

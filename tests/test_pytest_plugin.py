@@ -82,3 +82,23 @@ def test_profiles_have_no_deadline(name):
     import ncverify.testing  # noqa: F401 (registers the profiles)
 
     assert settings.get_profile(name).deadline is None
+
+
+def test_every_theorem_strategy_works_under_hypothesis_defaults(tmp_path):
+    """No profile, no settings: Hypothesis's defaults (100 examples, 200 ms deadline, too-slow health check) on
+    every catalogue theorem's domain strategy, near-boundary draws included."""
+    import ncverify as nv
+
+    ids = [t.id for t in nv.theorems()]
+    (tmp_path / "test_draws.py").write_text(
+        "import pytest\nfrom hypothesis import given\nfrom ncverify.strategies import instances\n\n"
+        f"@pytest.mark.parametrize('tid', {ids!r})\n"
+        "def test_draws(tid):\n"
+        "    th = __import__('ncverify').get_theorem(tid)\n\n"
+        "    @given(instances(tid))\n"
+        "    def inner(inst):\n"
+        "        th.validate(inst)\n"
+        "    inner()\n", encoding="utf-8")
+    proc = _pytest(tmp_path)
+    assert proc.returncode == 0, proc.stdout[-4000:]
+    assert f"{len(ids)} passed" in proc.stdout
