@@ -39,8 +39,10 @@ import numpy as np
 
 from ncverify.numerics import metrics
 
-#: default number of samples per chunk
+#: default number of samples read per chunk
 CHUNK_SIZE = 65536
+#: rows converted to float64 and accumulated at once inside a chunk (a few MB at d = 64: fits the caches)
+BLOCK = 8192
 LAYOUTS = ("nd", "dn")
 GLOBAL_MEANS = {"sample": "sample", "class": "class_means", "class_means": "class_means"}
 
@@ -90,8 +92,9 @@ class ClassStatsAccumulator:
         present = ys[starts]
         m = np.diff(np.concatenate([starts, [ys.shape[0]]]))
         mu = np.add.reduceat(xs, starts, axis=0) / m[:, None]
-        xc = xs - np.repeat(mu, m, axis=0)  # centered at the chunk's own class means
-        self._combine(present, m, mu, xc.T @ xc)
+        for j, a in enumerate(starts):  # center in place at the chunk's own class means (xs is a copy)
+            xs[a:a + m[j]] -= mu[j]
+        self._combine(present, m, mu, xs.T @ xs)
 
     def merge(self, other: "ClassStatsAccumulator") -> None:
         """Add another accumulator's samples (same K and d)."""
@@ -313,17 +316,28 @@ class FeatureSource:
         self.layout = layout
 
     def chunks(self, chunk_size: int) -> Iterator[tuple[int, np.ndarray]]:
-        """(start, x) with x the float64 features of samples start..start+m-1 (m x d), m <= chunk_size."""
+        """(start, x) with x the features of samples start..start+m-1 (m x d, numpy, stored dtype: a view of the
+        memory map where possible), m <= chunk_size."""
         N = self.n_samples
         for s in range(0, N, chunk_size):
             e = min(N, s + chunk_size)
-            yield s, np.asarray(self._reader(s, e, self.layout), dtype=np.float64)
+            yield s, self._reader(s, e, self.layout)
+
+
+def _native(a: Any) -> np.ndarray:
+    """A numpy view (or small copy) of an array or tensor slice in its stored dtype (float16/bfloat16 tensors
+    as float32, which numpy can hold)."""
+    if _is_tensor(a):
+        a = a.detach().to("cpu")
+        if str(a.dtype) in ("torch.bfloat16", "torch.float16"):
+            a = a.float()
+        return a.numpy()
+    return np.asarray(a)
 
 
 def _array_reader(a: Any) -> Callable[[int, int, str], np.ndarray]:
     def read(s: int, e: int, layout: str) -> np.ndarray:
-        part = a[s:e] if layout == "nd" else a[:, s:e].T
-        return _to_f64(part)
+        return _native(a[s:e] if layout == "nd" else a[:, s:e].T)
     return read
 
 
@@ -445,12 +459,26 @@ def encode_labels(source: Any, *, key: str | None = None, name: str | None = Non
     if a.dtype.kind not in "iuUS":
         hint = " (cast class indices to int)" if a.dtype.kind == "f" else ""
         raise FeatureInputError(f"{nm}: labels must be integers or strings, got dtype {a.dtype}{hint}")
-    values, y = np.unique(np.asarray(a), return_inverse=True)
+    values, y = _unique_inverse(a)
     if len(values) < 2:
         raise FeatureInputError(f"{nm}: need at least 2 classes, the labels hold {len(values)} "
                                 f"({', '.join(map(str, values.tolist()))})")
     counts = np.bincount(y, minlength=len(values)).astype(np.int64)
-    return LabelMap(tuple(v.item() if hasattr(v, "item") else v for v in values), y.astype(np.int64), counts)
+    return LabelMap(tuple(v.item() if hasattr(v, "item") else v for v in values), y, counts)
+
+
+def _unique_inverse(a: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(sorted unique values, class index of every entry as int32). Integers spanning fewer than 2^24 values go
+    through a lookup table (two N-sized temporaries instead of np.unique's sort); others through np.unique."""
+    if a.dtype.kind in "iu":
+        lo, hi = int(a.min()), int(a.max())
+        if hi - lo < (1 << 24) and hi < (1 << 62) and lo > -(1 << 62):
+            off = a.astype(np.int64) - lo
+            present = np.bincount(off) > 0
+            lut = (np.cumsum(present) - 1).astype(np.int32)
+            return np.flatnonzero(present).astype(np.int64) + lo, lut[off]
+    values, y = np.unique(a, return_inverse=True)
+    return values, y.reshape(-1).astype(np.int32)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -472,17 +500,18 @@ def stream_class_stats(source: Any, labels: LabelMap, *, layout: str = "nd", key
     acc = ClassStatsAccumulator(labels.K, src.dim)
     bad, first = 0, -1
     N = src.n_samples
-    for s, x in src.chunks(int(chunk_size)):
-        finite = np.isfinite(x).all(axis=1)
-        if not finite.all():
-            nb = int((~finite).sum())
-            if first < 0:
-                first = s + int(np.argmin(finite))
-            bad += nb
-        else:
-            acc.update(x, labels.y[s:s + x.shape[0]])
+    for s, raw in src.chunks(int(chunk_size)):
+        for a in range(0, raw.shape[0], BLOCK):  # float64 work arrays of at most BLOCK rows (cache-sized)
+            x = np.asarray(raw[a:a + BLOCK], dtype=np.float64)
+            finite = np.isfinite(x).all(axis=1)
+            if not finite.all():
+                if first < 0:
+                    first = s + a + int(np.argmin(finite))
+                bad += int((~finite).sum())
+            elif not bad:
+                acc.update(x, labels.y[s + a:s + a + x.shape[0]])
         if progress is not None:
-            progress(s + x.shape[0], N)
+            progress(s + raw.shape[0], N)
     if bad:
         raise FeatureInputError(f"{src.name}: {bad} of {N} samples have NaN or inf features (first: sample {first})")
     return acc.stats(), src

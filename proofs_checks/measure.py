@@ -97,7 +97,8 @@ def measure(features: Any, labels: Any, *, weights: Any = None, bias: Any = None
       ``labels_key`` picks the array of an .npz / dict .pt file.
     weights: the classifier W (K x d, or d x K transposed: detected by shape, ``weights_layout`` "out-in" /
       "in-out" when ambiguous) or a list [W_1, ..., W_M] whose product W = W_M ... W_1 is used; bias: b (K).
-    chunk_size: samples per chunk (memory about chunk_size x d x 8 bytes x 3 plus K x d + d x d floats);
+    chunk_size: samples read per chunk (memory: one chunk in the stored dtype, unless the file is memory-mapped,
+      plus float64 work arrays of at most numerics.features.BLOCK rows, plus K x d + d x d floats and the labels);
     global_mean: "sample" or "class" (the mean of the class means), as ``numerics.metrics``.
     progress(layer name, done, N): called after every chunk.
     Raises MeasureInputError (one line naming the file) for unusable input."""

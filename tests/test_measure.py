@@ -155,6 +155,12 @@ def test_file_formats_and_layouts_agree(tmp_path):
         L = measure(src[0], str(tmp_path / "y.npy"), chunk_size=4, **kw).last
         assert L.nc1 == pytest.approx(ref.nc1, rel=1e-12), what
         assert _rel(L.gram, ref.gram) <= 1e-12, what
+    # half-precision tensors, and the progress callback
+    calls = []
+    Lh = measure(torch.tensor(X, dtype=torch.bfloat16), y, chunk_size=8, progress=lambda nm, a, b: calls.append((a, b))).last
+    Xh = torch.tensor(X, dtype=torch.bfloat16).double().numpy()
+    assert Lh.nc1 == pytest.approx(measure(Xh, y).last.nc1, rel=1e-12)
+    assert calls[-1] == (len(y), len(y)) and len(calls) == math.ceil(len(y) / 8)
     # float32 features are accumulated in float64
     np.save(tmp_path / "f32.npy", X.astype(np.float32))
     L32 = measure(str(tmp_path / "f32.npy"), y).last
