@@ -356,19 +356,53 @@ def _npz_source(path: Path, member: str, name: str) -> FeatureSource | None:
     if fortran or dtype.hasobject or len(shape) != 2:
         return None
 
-    def read(s: int, e: int, layout: str) -> np.ndarray:
-        if layout != "nd":  # columns of a C-ordered array: not contiguous in the stream
-            raise AssertionError("unreachable: dn members are loaded whole")
-        row = int(shape[1]) * dtype.itemsize
-        with zipfile.ZipFile(path) as zf, zf.open(member + ".npy") as f:
-            fmt.read_magic(f)
-            (fmt.read_array_header_1_0 if version == (1, 0) else fmt.read_array_header_2_0)(f)
-            f.seek(f.tell() + s * row) if f.seekable() else _skip(f, s * row)
-            buf = f.read((e - s) * row)
-        return np.frombuffer(buf, dtype=dtype).reshape(e - s, int(shape[1]))
-
-    return FeatureSource(name, tuple(int(x) for x in shape), dtype, read,
+    reader = _ZipRowReader(path, member + ".npy", version, int(shape[0]), int(shape[1]), dtype)
+    return FeatureSource(name, tuple(int(x) for x in shape), dtype, reader.read,
                          note=f"member {member!r} streamed from the zip")
+
+
+class _ZipRowReader:
+    """Rows s..e-1 of a C-ordered 2-D .npy member of a zip, read sequentially from one open stream (a request
+    that does not continue the previous one reopens the member and skips forward: decompression is sequential)."""
+
+    def __init__(self, path: Path, member: str, version: tuple[int, int], rows: int, cols: int, dtype: np.dtype) -> None:
+        self.path, self.member, self.version, self.rows, self.cols, self.dtype = path, member, version, rows, cols, dtype
+        self.row = cols * dtype.itemsize
+        self._zf: Any = None
+        self._f: Any = None
+        self._pos = -1  # next row of the open stream
+
+    def _open(self) -> None:
+        self.close()
+        fmt = np.lib.format
+        self._zf = zipfile.ZipFile(self.path)
+        self._f = self._zf.open(self.member)
+        fmt.read_magic(self._f)
+        (fmt.read_array_header_1_0 if self.version == (1, 0) else fmt.read_array_header_2_0)(self._f)
+        self._pos = 0
+
+    def close(self) -> None:
+        if self._f is not None:
+            self._f.close()
+            self._zf.close()
+        self._f = self._zf = None
+        self._pos = -1
+
+    def read(self, s: int, e: int, layout: str) -> np.ndarray:
+        if layout != "nd":  # columns of a C-ordered array are not contiguous: _with_npz_fallback loads them whole
+            raise ValueError("an .npz member is streamed by rows only")
+        if self._f is None or s < self._pos:
+            self._open()
+        if s > self._pos:
+            _skip(self._f, (s - self._pos) * self.row)
+        buf = self._f.read((e - s) * self.row)
+        if len(buf) != (e - s) * self.row:
+            self.close()
+            raise FeatureInputError(f"{self.path}: member {self.member} is truncated")
+        self._pos = e
+        if e >= self.rows:  # the last chunk: release the file
+            self.close()
+        return np.frombuffer(buf, dtype=self.dtype).reshape(e - s, self.cols)
 
 
 def _skip(f: Any, nbytes: int) -> None:
@@ -464,7 +498,9 @@ def encode_labels(source: Any, *, key: str | None = None, name: str | None = Non
         raise FeatureInputError(f"{nm}: need at least 2 classes, the labels hold {len(values)} "
                                 f"({', '.join(map(str, values.tolist()))})")
     counts = np.bincount(y, minlength=len(values)).astype(np.int64)
-    return LabelMap(tuple(v.item() if hasattr(v, "item") else v for v in values), y, counts)
+    vals = [v.item() if hasattr(v, "item") else v for v in values]
+    vals = [v.decode("utf-8", "replace") if isinstance(v, bytes) else v for v in vals]
+    return LabelMap(tuple(vals), y, counts)
 
 
 def _unique_inverse(a: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

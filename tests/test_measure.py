@@ -394,3 +394,37 @@ def test_compare_validates_the_instance(minimizers, tmp_path):
         compare(m, "tirer2022.mse-ufm", lam_w=0.005, lam_h=0.005, depth=1)
     with pytest.raises(INPUT_ERRORS, match="depth"):  # depth from the two weight matrices
         compare(m, "tirer2022.mse-ufm", lam_w=0.005, lam_h=0.005)
+
+
+def test_compare_up_to_relabelling_of_a_non_etf_geometry():
+    """Deep CE at K = 4, M = 3 (all lambdas 0.002, n = 2): the derived global minimizer is a square (rank 2),
+    stated up to relabelling. Exactly collapsed features whose class means and classifier have that Gram with
+    the classes permuted compare with shape error ~0; the same Grams without the relabelling do not match."""
+    from ncverify.theory.derive import derive
+
+    inst = Instance.create((2, 2, 2, 2), width=4, depth=3, lam_w=0.002, lam_h=0.002, loss="ce")
+    pred = derive("ce-deep", inst)
+    tH, tW = pred.gram_targets["HbarTHbar"], pred.gram_targets["WWT"]
+    assert tH.relabel and tH.matrix is not None
+    perm = [2, 0, 3, 1]
+
+    def factor(G):  # A with A^T A = G (rows: coordinates)
+        e, V = np.linalg.eigh(G)
+        return (V * np.sqrt(np.clip(e, 0, None))).T
+
+    GH = np.array(tH.matrix, dtype=float)[np.ix_(perm, perm)]
+    GW = np.array(tW.matrix, dtype=float)[np.ix_(perm, perm)]
+    Hbar = factor(GH)  # d x K
+    W = factor(GW).T  # K x d, W W^T = GW
+    y = np.repeat(np.arange(4), 2)
+    order = np.random.default_rng(14).permutation(8)
+    m = measure(Hbar.T[y][order], y[order], weights=W, weights_layout="out-in")
+    c = compare(m, "dang2023.ce-deep", lam_w=0.002, lam_h=0.002, depth=3)
+    rows = {r.quantity: r for r in c.rows}
+    shape = [r for r in c.rows if r.aspect == "shape"]
+    assert len(shape) == 2 and all(r.error <= 1e-10 for r in shape), shape
+    assert rows["singular values of Hbar"].error <= 1e-10
+    assert rows["singular values of W = W_M...W_1"].error <= 1e-10
+    assert rows["class-mean Gram Hbar^T Hbar scale ||G||_F"].error <= 1e-12
+    # without the relabelling the measured Gram is far from the stated matrix
+    assert metrics.normalized_distance(m.last.gram, np.array(tH.matrix, dtype=float)) > 0.5
