@@ -564,19 +564,22 @@ def _chain_ok(shapes: list[tuple[int, int]], d: int, K: int) -> bool:
 
 
 def classifier(weights: Sequence[Any], d: int, K: int, *, weights_layout: str = "auto",
-               names: Sequence[str] | None = None) -> tuple[np.ndarray, list[np.ndarray], str]:
+               names: Sequence[str] | None = None,
+               keys: Sequence[str | None] | None = None) -> tuple[np.ndarray, list[np.ndarray], str]:
     """W = W_M ... W_1 (K x d) from [W_1, ..., W_M] (each a path or array), their float64 matrices (out x in),
     and the layout used.
 
+    ``keys``: per weight file, the array of an .npz / dict .pt file (e.g. "fc.weight" of a state_dict).
     ``weights_layout``: "out-in" (each W_j maps columns to rows: W_1 is d_1 x d, W_M is K x d_{M-1}, as torch's
     nn.Linear.weight), "in-out" (each given transposed, as a d x K kernel), or "auto": the one whose shapes chain
     from d to K; when both chain (e.g. a square K x K single W) the layout is ambiguous and must be given."""
     if weights_layout not in ("auto", "out-in", "in-out"):
         raise FeatureInputError(f"weights layout must be 'auto', 'out-in' or 'in-out', got {weights_layout!r}")
     names = list(names) if names is not None else [f"weights[{j}]" for j in range(len(weights))]
+    keys = list(keys) if keys is not None else [None] * len(weights)
     mats = []
-    for w, nm in zip(weights, names):
-        a = load_array(w, name=nm)
+    for w, nm, k in zip(weights, names, keys):
+        a = load_array(w, key=k, name=nm, what="--weights-key")
         _check_numeric_dtype(a.dtype, nm)
         a = _to_f64(a)
         if a.ndim != 2 or 0 in a.shape:
@@ -604,11 +607,13 @@ def classifier(weights: Sequence[Any], d: int, K: int, *, weights_layout: str = 
     return metrics.product(mats), mats, weights_layout
 
 
-def bias_vector(source: Any, K: int, *, name: str = "bias") -> np.ndarray:
-    """b (K) from a path or array; FeatureInputError unless it has K finite entries."""
-    a = load_array(source, name=name)
+def bias_vector(source: Any, K: int, *, name: str = "bias", key: str | None = None) -> np.ndarray:
+    """b (K) from a path (``key``: the array of an .npz / dict .pt file) or array; FeatureInputError unless it
+    has K finite entries."""
+    a = load_array(source, key=key, name=name, what="--bias-key")
     _check_numeric_dtype(a.dtype, name)
-    b = _to_f64(a).reshape(-1) if np.size(a) == K else None
+    b = _to_f64(a).reshape(-1)
+    b = b if b.shape[0] == K else None
     if b is None:
         raise FeatureInputError(f"{name}: the bias needs K = {K} entries, got shape {tuple(np.shape(a))}")
     if not np.isfinite(b).all():

@@ -86,8 +86,8 @@ class Measurement:
 
 def measure(features: Any, labels: Any, *, weights: Any = None, bias: Any = None, layout: str = "nd",
             key: str | None = None, labels_key: str | None = None, chunk_size: int = F.CHUNK_SIZE,
-            global_mean: str = "sample", weights_layout: str = "auto",
-            progress: Callable[[str, int, int], None] | None = None) -> Measurement:
+            global_mean: str = "sample", weights_layout: str = "auto", weights_key: Any = None,
+            bias_key: str | None = None, progress: Callable[[str, int, int], None] | None = None) -> Measurement:
     """NC metrics of features given with labels in any order, streamed in chunks.
 
     features: one source or a list of them (= layers, the last one feeding W): a path to .npy (memory-mapped),
@@ -97,6 +97,8 @@ def measure(features: Any, labels: Any, *, weights: Any = None, bias: Any = None
       ``labels_key`` picks the array of an .npz / dict .pt file.
     weights: the classifier W (K x d, or d x K transposed: detected by shape, ``weights_layout`` "out-in" /
       "in-out" when ambiguous) or a list [W_1, ..., W_M] whose product W = W_M ... W_1 is used; bias: b (K).
+      ``weights_key`` (one name for every weight file, or one per file) and ``bias_key`` pick the array of an
+      .npz / dict .pt file, e.g. "fc.weight" and "fc.bias" of a saved state_dict.
     chunk_size: samples read per chunk (memory: one chunk in the stored dtype, unless the file is memory-mapped,
       plus float64 work arrays of at most numerics.features.BLOCK rows, plus K x d + d x d floats and the labels);
     global_mean: "sample" or "class" (the mean of the class means), as ``numerics.metrics``.
@@ -128,9 +130,15 @@ def measure(features: Any, labels: Any, *, weights: Any = None, bias: Any = None
         W = mats = b = None
         if i == len(sources) - 1 and weight_list is not None:
             wnames = [str(w) if isinstance(w, (str, os.PathLike)) else f"weights[{j}]" for j, w in enumerate(weight_list)]
-            W, mats, wl = _wrap(F.classifier, weight_list, stats.d, lab.K, weights_layout=weights_layout, names=wnames)
+            wkeys = (list(weights_key) if isinstance(weights_key, (list, tuple)) else [weights_key] * len(weight_list))
+            if len(wkeys) != len(weight_list):
+                raise MeasureInputError(f"{len(wkeys)} weight keys for {len(weight_list)} weight files: give one key, "
+                                        "or one per file")
+            W, mats, wl = _wrap(F.classifier, weight_list, stats.d, lab.K, weights_layout=weights_layout, names=wnames,
+                                keys=wkeys)
             if bias is not None:
-                b = _wrap(F.bias_vector, bias, lab.K, name=str(bias) if isinstance(bias, (str, os.PathLike)) else "bias")
+                b = _wrap(F.bias_vector, bias, lab.K, key=bias_key,
+                          name=str(bias) if isinstance(bias, (str, os.PathLike)) else "bias")
         out.append(F.layer_metrics(stats, name=nm, global_mean=gm, W=W, layers=mats, b=b,
                                    note="" if fs.note.startswith("member") else fs.note))
     return Measurement(out, lab, layout, int(chunk_size), gm, wl, notes, time.perf_counter() - t0)

@@ -294,6 +294,31 @@ def test_errors_are_one_line_with_exit_code_2(capsys, files):
     assert "unknown theorem id" in e
 
 
+def test_state_dict_weights_and_bias(capsys, tmp_path):
+    """A torch model's features and its saved state_dict: W and b picked by key (the usual workflow)."""
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(torch.nn.Linear(5, 6), torch.nn.ReLU(), torch.nn.Linear(6, 3))
+    x = torch.randn(40, 5)
+    y = torch.randint(0, 3, (40,))
+    y[:3] = torch.tensor([0, 1, 2])
+    with torch.no_grad():
+        feats = model[1](model[0](x))  # penultimate features, N x d
+    torch.save(feats, tmp_path / "feats.pt")
+    torch.save(y, tmp_path / "y.pt")
+    torch.save(model.state_dict(), tmp_path / "model.pt")
+    argv = ["measure", str(tmp_path / "feats.pt"), "--labels", str(tmp_path / "y.pt"), "--weights",
+            str(tmp_path / "model.pt"), "--weights-key", "2.weight", "--bias", str(tmp_path / "model.pt"),
+            "--bias-key", "2.bias", "--json"]
+    assert main(argv) == 0
+    L = json.loads(capsys.readouterr().out)["measurement"]["layers"][0]
+    W, b = model[2].weight.detach().double().numpy(), model[2].bias.detach().double().numpy()
+    assert L["bias"] == pytest.approx(b.tolist(), rel=1e-7)
+    Z = feats.double().numpy() @ W.T + b  # outputs over the samples, N x K
+    assert L["singular_values"]["output_W_H_plus_b"] == pytest.approx(metrics.singular_values(Z), rel=1e-9)
+    e = _cli_error(capsys, argv[:6] + ["--json"])  # a state_dict without a key
+    assert "--weights-key" in e and "model.pt" in e
+
+
 def test_ambiguous_square_weights_need_a_layout():
     X, y, _ = _dataset([4, 4, 4], d=3, seed=12)
     W = np.arange(9.0).reshape(3, 3)

@@ -2,7 +2,7 @@
 geometry (``proofs_checks.measure``).
 
   ncverify measure FEATURES [FEATURES ...] --labels FILE [--labels-key NAME] [--weights FILE [FILE ...]]
-      [--weights-layout auto|out-in|in-out] [--bias FILE] [--layout nd|dn] [--key NAME] [--chunk-size N]
+      [--weights-key NAME [NAME ...]] [--weights-layout auto|out-in|in-out] [--bias FILE] [--bias-key NAME] [--layout nd|dn] [--key NAME] [--chunk-size N]
       [--global-mean sample|class] [--theorem ID [--theorems FILE] --lam-w L --lam-h L [--lam-b L]
       [--depth M] [--bias-term] [--loss LOSS] [--width d]] [--json]
 
@@ -34,7 +34,11 @@ def add_parser(sub) -> None:
     p.add_argument("--weights-layout", choices=["auto", "out-in", "in-out"], default="auto",
                    help="out-in: each W_j is (outputs x inputs) as torch's nn.Linear.weight; in-out: transposed; "
                         "auto (default): by shape, refused when ambiguous")
+    p.add_argument("--weights-key", nargs="+", metavar="NAME",
+                   help="array of an .npz / dict .pt weights file, e.g. fc.weight of a state_dict (one for all files, "
+                        "or one per file)")
     p.add_argument("--bias", metavar="FILE", help="classifier bias vector b (K entries)")
+    p.add_argument("--bias-key", metavar="NAME", help="array of an .npz / dict .pt bias file, e.g. fc.bias")
     p.add_argument("--layout", choices=["nd", "dn"], default="nd",
                    help="nd (default): rows are samples (N x d); dn: columns are (d x N)")
     p.add_argument("--key", metavar="NAME", help="array of an .npz / dict .pt features file")
@@ -61,6 +65,10 @@ def _validate(args: argparse.Namespace) -> dict:
     if len(chunk) != 1 or chunk[0] < 1:
         raise UsageError(f"--chunk-size must be one integer >= 1, got {args.chunk_size!r}")
     args.chunk_size = chunk[0]
+    if args.weights_key and not args.weights:
+        raise UsageError("--weights-key needs --weights FILE")
+    if args.bias_key and not args.bias:
+        raise UsageError("--bias-key needs --bias FILE")
     cmp_flags = [f for f, v in (("--lam-w", args.lam_w), ("--lam-h", args.lam_h), ("--depth", args.depth),
                                 ("--bias-term", args.bias_term), ("--loss", args.loss), ("--width", args.width),
                                 ("--theorems", args.theorems)) if v]
@@ -113,7 +121,9 @@ def cmd_measure(args: argparse.Namespace) -> int:
                     (args.weights[0] if args.weights else None),
                     bias=args.bias, layout=args.layout, key=args.key, labels_key=args.labels_key,
                     chunk_size=args.chunk_size, global_mean=args.global_mean, weights_layout=args.weights_layout,
-                    progress=report)
+                    weights_key=None if not args.weights_key else
+                    (args.weights_key[0] if len(args.weights_key) == 1 else args.weights_key),
+                    bias_key=args.bias_key, progress=report)
     comp = compare(m, th, **opts) if th is not None else None
     if args.json:
         print_json({"measurement": m.to_json(), "comparison": None if comp is None else comp.to_json()})
