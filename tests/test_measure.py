@@ -453,3 +453,30 @@ def test_compare_up_to_relabelling_of_a_non_etf_geometry():
     assert rows["class-mean Gram Hbar^T Hbar scale ||G||_F"].error <= 1e-12
     # without the relabelling the measured Gram is far from the stated matrix
     assert metrics.normalized_distance(m.last.gram, np.array(tH.matrix, dtype=float)) > 0.5
+
+
+def test_compare_with_a_user_theorem_file_and_rescaling(capsys, tmp_path):
+    """--theorems FILE (the tutorial's loss variant): simplex-ETF features compare with shape error ~0 whatever
+    their scale; rescaling them by the reported norm ratio makes the class-mean Gram's scale error vanish."""
+    from pathlib import Path
+
+    user = str(Path(__file__).resolve().parent.parent / "examples" / "ce_temperature.py")
+    K, n = 3, 2
+    M = math.sqrt(K / (K - 1)) * (np.eye(K) - np.ones((K, K)) / K)
+    y = np.repeat(np.arange(K), n)
+    np.save(tmp_path / "H.npy", M[y]); np.save(tmp_path / "y.npy", y)
+    argv = ["measure", str(tmp_path / "H.npy"), "--labels", str(tmp_path / "y.npy"), "--theorems", user,
+            "--theorem", "mine.ce-temperature", "--lam-w", "0.01", "--lam-h", "0.01", "--json"]
+    assert main(argv) == 0
+    comp = json.loads(capsys.readouterr().out)["comparison"]
+    assert "--loss ce-temp:2" in comp["instance"]["flags"]  # the theorem's default loss
+    rows = {r["quantity"]: r for r in comp["rows"]}
+    assert rows["class-mean Gram Hbar^T Hbar shape"]["error"] <= 1e-12
+    sc = rows["class-mean Gram Hbar^T Hbar scale ||G||_F"]
+    assert sc["error"] == pytest.approx(abs(sc["measured"] / sc["predicted"] - 1), rel=1e-12)
+    # the Gram scales quadratically with the features
+    np.save(tmp_path / "H.npy", M[y] * math.sqrt(sc["predicted"] / sc["measured"]))
+    assert main(argv) == 0
+    rows = {r["quantity"]: r for r in json.loads(capsys.readouterr().out)["comparison"]["rows"]}
+    assert rows["class-mean Gram Hbar^T Hbar scale ||G||_F"]["error"] <= 1e-12
+    assert rows["singular values of Hbar"]["error"] <= 1e-12 and rows["class-mean norms ||hbar_k||"]["error"] <= 1e-12
