@@ -653,10 +653,11 @@ class LayerMetrics:
     name: file or layer name; counts n_k; d; global_mean (kind); nc1 = (1/K) tr(Sigma_W Sigma_B^+);
     tr_sigma_w, tr_sigma_b; gram / gram_centered: Hbar^T Hbar with Hbar uncentered / centered by hbar_G (K x K);
     nc2_Hbar: {"uncentered"|"centered": {"ETF", "OF", "diag"}}; sv_Hbar / sv_Hbar_centered; class_mean_norms
-    ||hbar_k|| (uncentered). With a classifier W: gram_W = W W^T, nc2_W {"ETF", "OF", "diag"}, sv_W, sv_layers
+    ||hbar_k|| (uncentered) and ||hbar_k - hbar_G|| (centered). With a classifier W: gram_W = W W^T, nc2_W {"ETF", "OF", "diag"}, sv_W, sv_layers
     (per W_j), nc3 {"duality", "duality_centered", "product_OF", "product_ETF"} (centered: against Hbar - hbar_G),
-    sv_WHbar (W Hbar), sv_logits (W Hbar + b 1^T, the class-mean logits), sv_output (W H over samples),
-    sv_output_bias (W H + b 1^T), bias. ``note``: what was not streamed."""
+    sv_WHbar (W Hbar; _centered: W (Hbar - hbar_G 1^T)), sv_logits (W Hbar + b 1^T, the class-mean logits), sv_output (W H over samples),
+    sv_output_centered (W (H - hbar_G 1^T)), sv_output_bias (W H + b 1^T), bias. ``note``: what was not streamed. ``to_json`` writes the K x K Grams
+    for K <= GRAM_JSON_MAX_K only."""
 
     name: str
     counts: list[int]
@@ -671,6 +672,8 @@ class LayerMetrics:
     sv_Hbar: list[float]
     sv_Hbar_centered: list[float]
     class_mean_norms: list[float]
+    class_mean_norms_centered: list[float] = field(default_factory=list)
+    hbar_G: np.ndarray = field(repr=False, default=None)  # type: ignore[assignment]
     Hbar: np.ndarray = field(repr=False, default=None)  # type: ignore[assignment]
     W: np.ndarray | None = field(repr=False, default=None)
     bias: list[float] | None = None
@@ -680,8 +683,10 @@ class LayerMetrics:
     sv_layers: list[list[float]] | None = None
     nc3: dict | None = None
     sv_WHbar: list[float] | None = None
+    sv_WHbar_centered: list[float] | None = None
     sv_logits: list[float] | None = None
     sv_output: list[float] | None = None
+    sv_output_centered: list[float] | None = None
     sv_output_bias: list[float] | None = None
     note: str = ""
 
@@ -689,21 +694,32 @@ class LayerMetrics:
         out: dict = {"name": self.name, "N": int(sum(self.counts)), "K": len(self.counts), "d": self.d,
                      "counts": self.counts, "global_mean": self.global_mean, "nc1": self.nc1,
                      "tr_sigma_w": self.tr_sigma_w, "tr_sigma_b": self.tr_sigma_b,
-                     "class_mean_gram": self.gram.tolist(), "class_mean_gram_centered": self.gram_centered.tolist(),
+                     "class_mean_gram": _gram_json(self.gram), "class_mean_gram_centered": _gram_json(self.gram_centered),
                      "nc2_Hbar": self.nc2_Hbar, "singular_values": {"Hbar": self.sv_Hbar,
                                                                     "Hbar_centered": self.sv_Hbar_centered},
-                     "class_mean_norms": self.class_mean_norms}
+                     "class_mean_norms": self.class_mean_norms,
+                     "class_mean_norms_centered": self.class_mean_norms_centered}
         if self.W is not None:
-            out["classifier_gram"] = None if self.gram_W is None else self.gram_W.tolist()
+            out["classifier_gram"] = None if self.gram_W is None else _gram_json(self.gram_W)
             out["nc2_W"] = self.nc2_W
             out["nc3"] = self.nc3
             out["bias"] = self.bias
             out["singular_values"].update({"W": self.sv_W, "W_layers": self.sv_layers, "W_Hbar": self.sv_WHbar,
+                                           "W_Hbar_centered": self.sv_WHbar_centered,
+                                           "output_W_H_centered": self.sv_output_centered,
                                            "logits_W_Hbar_plus_b": self.sv_logits, "output_W_H": self.sv_output,
                                            "output_W_H_plus_b": self.sv_output_bias})
         if self.note:
             out["note"] = self.note
         return out
+
+
+#: K x K Gram matrices are written to JSON up to this K (beyond: None; the arrays stay on ``LayerMetrics``)
+GRAM_JSON_MAX_K = 128
+
+
+def _gram_json(G: np.ndarray) -> list | None:
+    return G.tolist() if G.shape[0] <= GRAM_JSON_MAX_K else None
 
 
 def _nc2_all(G: np.ndarray) -> dict:
@@ -728,7 +744,8 @@ def layer_metrics(stats: ClassStats, *, name: str = "features", global_mean: str
         nc1=_fin(metrics.nc1_from_covariances(SW, SB, K)), tr_sigma_w=float(np.trace(SW)),
         tr_sigma_b=float(np.trace(SB)), gram=G, gram_centered=Gc,
         nc2_Hbar={"uncentered": _nc2_all(G), "centered": _nc2_all(Gc)}, sv_Hbar=_sv(Hbar), sv_Hbar_centered=_sv(Hc),
-        class_mean_norms=[float(v) for v in np.linalg.norm(Hbar, axis=0)], Hbar=Hbar, note=note)
+        class_mean_norms=[float(v) for v in np.linalg.norm(Hbar, axis=0)],
+        class_mean_norms_centered=[float(v) for v in np.linalg.norm(Hc, axis=0)], hbar_G=hG, Hbar=Hbar, note=note)
     if W is None:
         return out
     WW = W @ W.T
@@ -742,6 +759,8 @@ def layer_metrics(stats: ClassStats, *, name: str = "features", global_mean: str
                "product_ETF": _fin(metrics.nc3_product(W, Hc, "ETF"))}
     out.sv_WHbar = _sv(W @ Hbar)
     out.sv_output = output_singular_values(stats, W)
+    out.sv_WHbar_centered = _sv(W @ Hc)
+    out.sv_output_centered = output_singular_values(stats, W, -(W @ hG))  # W (H - hbar_G 1^T)
     if b is not None:
         out.bias = [float(v) for v in b]
         out.sv_logits = _sv(W @ Hbar + b[:, None])

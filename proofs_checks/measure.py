@@ -12,6 +12,10 @@ the outputs W H) with the predicted ones, each row with the measured value, the 
 * scale: | ||G||_F / ||Gp||_F - 1 | for Grams; max_i |s_i - p_i| / max_i p_i for singular values (and for
   class-mean norms), both sorted descending.
 
+With a bias in the instance (the minimizer's features then have global mean 0 and the bias absorbs any shift),
+the class means are centered by hbar_G before comparing: the Gram, the singular values of Hbar, W Hbar and the
+outputs W H, and the class-mean norms.
+
 A trained network is not at an exact minimizer: this is a comparison report, not a verdict.
 """
 from __future__ import annotations
@@ -317,13 +321,13 @@ def compare(measurement: Measurement, theorem: Any, *, depth: int | None = None,
                                       "max_i |s_i - p_i| / max p (p: square roots of the predicted Gram's eigenvalues)"))
     if pred.class_mean_norms is not None:
         p = [_f(x) for x in pred.class_mean_norms]
-        m = list(L.class_mean_norms)
+        m = list(L.class_mean_norms_centered if centered else L.class_mean_norms)
         relabel = tH is not None and tH.relabel
         if relabel:
             p, m = _sorted_desc(p), _sorted_desc(m)
         top = max(p) if p else 0.0
         err = max(abs(a - b) for a, b in zip(m, p)) if p else None
-        rows.append(ComparisonRow("class-mean norms ||hbar_k||", "scale", m, p,
+        rows.append(ComparisonRow("class-mean norms ||hbar_k" + (" - hbar_G||" if centered else "||"), "scale", m, p,
                                   None if err is None else (err / top if top > 0 else err),
                                   "max_k |m_k - p_k| / max p" + (" (sorted: classes interchangeable)" if relabel else
                                                                   " (class order: sorted label values)")))
@@ -345,20 +349,27 @@ def compare(measurement: Measurement, theorem: Any, *, depth: int | None = None,
             notes.append(f"per-layer singular values not compared: give the {len(sv.layers)} weight matrices W_1..W_M")
         p_wh = _predicted_w_hbar(pred, inst)
         if p_wh is not None:
-            m, p, e = _sv_error(L.sv_WHbar, p_wh[0])
-            rows.append(ComparisonRow("singular values of W Hbar", "scale", m, p, e, f"max_i |s_i - p_i| / max p ({p_wh[1]})"))
+            m, p, e = _sv_error(L.sv_WHbar_centered if centered else L.sv_WHbar, p_wh[0])
+            rows.append(ComparisonRow("singular values of W Hbar" + (" (centered)" if centered else ""), "scale", m, p, e,
+                                      f"max_i |s_i - p_i| / max p ({p_wh[1]})"))
         if sv.output is not None and L.sv_output is not None:
-            m, p, e = _sv_error(L.sv_output, [_f(x) for x in sv.output])
-            rows.append(ComparisonRow("singular values of the outputs W H (all samples)", "scale", m, p, e,
-                                      "max_i |s_i - p_i| / max p"))
+            m, p, e = _sv_error(L.sv_output_centered if centered else L.sv_output, [_f(x) for x in sv.output])
+            rows.append(ComparisonRow("singular values of the outputs W H" + (" (centered)" if centered else "")
+                                      + " (all samples)", "scale", m, p, e, "max_i |s_i - p_i| / max p"))
         if pred.bias is not None:
             p = [_f(x) for x in pred.bias]
             if L.bias is None:
                 notes.append("the prediction has a bias b; give --bias FILE to compare it")
             else:
                 top = max(abs(x) for x in p)
-                err = max(abs(a - b) for a, b in zip(L.bias, p))
-                rows.append(ComparisonRow("bias b", "scale", L.bias, p, err / top if top > 0 else err,
+                b = np.asarray(L.bias)
+                name = "bias b"
+                if centered:  # the bias seen by centered features: the same logits W h + b = W (h - hbar_G) + b_c
+                    b = b + L.W @ L.hbar_G
+                    name = "bias b + W hbar_G (of centered features)"
+                meas = [float(v) for v in b]
+                err = max(abs(a - c) for a, c in zip(meas, p))
+                rows.append(ComparisonRow(name, "scale", meas, p, err / top if top > 0 else err,
                                           "max_k |b_k - p_k| / max |p|" if top > 0 else "max_k |b_k| (predicted b = 0)"))
     flags = inst.cli_flags()
     return Comparison(th.id, th.family, {"flags": flags, "counts": list(inst.counts), "width": inst.width,

@@ -480,3 +480,22 @@ def test_compare_with_a_user_theorem_file_and_rescaling(capsys, tmp_path):
     rows = {r["quantity"]: r for r in json.loads(capsys.readouterr().out)["comparison"]["rows"]}
     assert rows["class-mean Gram Hbar^T Hbar scale ||G||_F"]["error"] <= 1e-12
     assert rows["singular values of Hbar"]["error"] <= 1e-12 and rows["class-mean norms ||hbar_k||"]["error"] <= 1e-12
+
+
+def test_bias_model_compares_centered_features():
+    """tirer2022.mse-ufm-bias at a numeric minimizer (features with global mean 0): shifting every feature by a
+    vector c and the bias by -W c is the same network; the comparison (centered class means, the bias of
+    centered features) is unchanged and matches the derivation."""
+    inst = Instance.create((4, 4, 4), width=4, depth=1, lam_w=0.01, lam_h=0.01, bias=True)
+    p = multistart(inst, solver="lbfgs", starts=2, seed=0).best.params.to_numpy()
+    W, H, b = p["weights"][0], p["H"], p["b"]
+    y = np.repeat(np.arange(3), 4)
+    c = np.array([3.0, -1.0, 0.5, 2.0])
+    for shift in (np.zeros(4), c):
+        m = measure(H.T + shift, y, weights=W, bias=b - W @ shift)
+        comp = compare(m, "tirer2022.mse-ufm-bias", lam_w=0.01, lam_h=0.01)
+        names = [r.quantity for r in comp.rows]
+        assert "bias b + W hbar_G (of centered features)" in names and any("(centered)" in n for n in names)
+        for r in comp.rows:
+            assert r.error is not None and r.error <= 1e-7, (shift, r)
+    assert max(m.last.class_mean_norms) > 2.0  # the uncentered means did move
