@@ -88,16 +88,45 @@ def nc1(H: Any, counts: Sequence[int], global_mean: str = "sample", rtol: float 
     Hbar = class_means(H, c)
     hG = global_mean_of(H, c, global_mean)
     Hc = H - np.repeat(Hbar, c, axis=1)
-    D = Hbar - hG[:, None]
-    SB = (D @ D.T) / K
-    SB = 0.5 * (SB + SB.T)
-    e, V = np.linalg.eigh(SB)
+    S = sigma_b_pinv_sqrt(sigma_b(Hbar, hG), rtol)
+    if S is None:
+        return 0.0
+    P = S @ Hc  # diag(e^-1/2) V_r^T Hc
+    return float((P * P).sum() / (K * N))
+
+
+def sigma_b(Hbar: Any, hG: Any) -> np.ndarray:
+    """Sigma_B = (1/K) sum_k (hbar_k - hbar_G)(hbar_k - hbar_G)^T (symmetrized), Hbar: d x K, hG: hbar_G (d)."""
+    Hbar = _np(Hbar)
+    D = Hbar - _np(hG)[:, None]
+    SB = (D @ D.T) / Hbar.shape[1]
+    return 0.5 * (SB + SB.T)
+
+
+def sigma_b_pinv_sqrt(SB: Any, rtol: float = NC1_RTOL) -> np.ndarray | None:
+    """S = diag(e_r^-1/2) V_r^T (r x d), the square root of Sigma_B^+ used by nc1: (e, V) = eigh(Sigma_B), keeping
+    the eigenvalues e_i > rtol * max(e). None when Sigma_B = 0 (its pseudo-inverse is 0)."""
+    e, V = np.linalg.eigh(_np(SB))
     emax = float(e.max()) if e.size else 0.0
     if emax <= 0:
-        return 0.0
+        return None
     keep = e > rtol * emax
-    P = (V[:, keep] / np.sqrt(e[keep])).T @ Hc  # diag(e^-1/2) V_r^T Hc
-    return float((P * P).sum() / (K * N))
+    return (V[:, keep] / np.sqrt(e[keep])).T
+
+
+def nc1_from_covariances(Sigma_W: Any, Sigma_B: Any, K: int, rtol: float = NC1_RTOL) -> float:
+    """nc1 = (1/K) tr(Sigma_W Sigma_B^+) from the two covariances (Sigma_W, Sigma_B: d x d; K classes), with the
+    same truncated Sigma_B^{+1/2} = S as ``nc1``: (1/K) tr(S Sigma_W S^T), a sum of the diagonal entries of a
+    PSD matrix (each clipped at 0 against rounding), so >= 0. Returns 0.0 when Sigma_B = 0, nan for
+    non-finite input (used for features streamed in chunks, ``numerics.features``)."""
+    SW = _np(Sigma_W)
+    if not np.isfinite(SW).all() or not np.isfinite(_np(Sigma_B)).all():
+        return math.nan
+    S = sigma_b_pinv_sqrt(Sigma_B, rtol)
+    if S is None:
+        return 0.0
+    diag = np.einsum("ij,jk,ik->i", S, 0.5 * (SW + SW.T), S)
+    return float(np.clip(diag, 0.0, None).sum() / K)
 
 
 def target_gram(target: Any, K: int) -> np.ndarray:

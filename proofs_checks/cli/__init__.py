@@ -22,6 +22,7 @@ from typing import Sequence
 from ncverify.proofs_checks.cli import commands as C
 from ncverify.proofs_checks.cli.args import add_instance_args
 from ncverify.proofs_checks.cli.lemmas import add_parser as add_lemmas_parser
+from ncverify.proofs_checks.cli.measure import add_parser as add_measure_parser
 from ncverify.proofs_checks.errors import INPUT_ERRORS, UsageError
 
 EXIT_BAD_INPUT = 2
@@ -89,6 +90,7 @@ def build_parser() -> argparse.ArgumentParser:
     r.set_defaults(func=C.cmd_run)
 
     add_lemmas_parser(sub)
+    add_measure_parser(sub)
     return p
 
 
