@@ -36,7 +36,7 @@ _LAZY: dict[str, tuple[str, str]] = {
         "theorems", "get_theorem", "load_theorems", "instance", "check", "search", "run", "derive", "families",
         "render_text", "render_json", "solve", "SolveResult", "lemmas")},
     "measure": ("ncverify.proofs_checks.measure", "measure"),
-    "compare": ("ncverify.proofs_checks.measure", "compare"),
+    "compare": ("ncverify.api", "compare"),
     "Instance": ("ncverify.numerics.problem", "Instance"),
     "Theorem": ("ncverify.proofs_checks.statement", "Theorem"),
     "Expected": ("ncverify.proofs_checks.statement", "Expected"),

@@ -339,3 +339,18 @@ def lemmas(*, budget: str = "default", seed: int = 0, only: Sequence[str] | None
     if only is not None and isinstance(only, str):
         raise UsageError("only must be a list of lemma ids, not a string")
     return run_lemmas(budget=budget, seed=seed, only=None if only is None else list(only))
+
+
+# ---------------------------------------------------------------------------------------------
+# trained networks
+# ---------------------------------------------------------------------------------------------
+def compare(measurement: Any, theorem: "str | Theorem", *, theorems_file: str | Path | None = None,
+            **kw: Any) -> Any:
+    """Measured geometry (``ncverify.measure``) against the derived global minimizer of ``theorem``'s family on
+    the same instance (``ncverify measure --theorem``): K, counts and width d come from the measurement; give
+    ``lam_w`` (lambda_W) and ``lam_h`` (lambda_H), optionally ``depth`` (M), ``lam_b``, ``bias``, ``loss``,
+    ``width``, ``layer``. Returns a ``Comparison`` whose ``.rows`` hold (quantity, aspect "shape"/"scale",
+    measured, predicted, error); a comparison report, never a verdict."""
+    from ncverify.proofs_checks.measure import compare as _compare
+
+    return _compare(measurement, theorem, theorems=None if theorems_file is None else str(theorems_file), **kw)

@@ -178,3 +178,20 @@ def test_strategies_place_draws_near_the_derived_boundaries():
         return any(abs(inst.lam_h - float(f"{c * r:.6g}")) <= 1e-12 * inst.lam_h for c in crit for r in LAM_H_RATIOS)
 
     assert sum(map(at_a_boundary, drawn)) >= 2, [i.cli_flags() for i in drawn]
+
+
+def test_measure_and_compare_a_numeric_minimizer_given_in_data_order():
+    """nv.solve's global minimizer, its features shuffled into data order, measured and compared through the
+    public API with the same lambdas: every shape and scale error is at rounding level."""
+    import numpy as np
+
+    s = nv.solve(classes=3, per_class=4, width=5, lam_w=5e-3, lam_h=5e-3, starts=3, seed=0)
+    p = s.best.params.to_numpy()
+    H, W = p["H"], p["weights"][0]  # d x N grouped class by class, K x d
+    y = np.repeat(np.arange(3), 4)
+    order = np.random.default_rng(1).permutation(len(y))
+    m = nv.measure(H.T[order], y[order], weights=W)
+    c = nv.compare(m, "tirer2022.mse-ufm", lam_w=5e-3, lam_h=5e-3)
+    assert c.rows and max(r.error for r in c.rows if r.error is not None) < 1e-6
+    wrong = nv.compare(m, "tirer2022.mse-ufm", lam_w=5e-3, lam_h=2e-2)
+    assert max(r.error for r in wrong.rows if r.aspect == "scale" and r.error is not None) > 0.1
