@@ -4,12 +4,16 @@ Flag -> symbol: --counts n_1..n_K (or --classes K --per-class n), --width d, --d
 --lam-w lambda_{W_1..W_M} (one value for all layers or one per layer), --lam-h lambda_H,
 --lam-b lambda_b, --bias (last-layer bias b), --activation s (extended UFM), --loss mse|ce|BASE:PARAMS
 (a loss registered in ``numerics.losses``, e.g. ce-ls:0.1; validated by ``Instance``).
+
+Also the checks of the other flags that every command runs before any work: ``parse_ids`` (--only),
+``check_seed``, ``check_starts``, ``check_device``, ``check_out_dir`` (--out can be created and written).
 """
 from __future__ import annotations
 
 import argparse
 
 from ncverify.numerics.problem import Instance, InstanceError
+from ncverify.proofs_checks.errors import UsageError
 
 
 def _int_list(text: str, what: str) -> list[int]:
@@ -93,3 +97,63 @@ def instance_from_args(args: argparse.Namespace, defaults: dict | None = None) -
         counts, width=width, depth=depth, lam_w=lam_w, lam_h=_float(args.lam_h, "--lam-h"),
         loss=loss, bias=bias, lam_b=_float(args.lam_b, "--lam-b"), activation=activation,
     )
+
+
+# ---------------------------------------------------------------------------------------------
+# validation of the other flags, before any work
+# ---------------------------------------------------------------------------------------------
+def parse_ids(text: str | None, flag: str = "--only") -> list[str] | None:
+    """Comma-separated ids (``--only a,b``): None when the flag was not given; UsageError for an empty list or an
+    empty item (``--only ""``, ``--only a,,b``, ``--only a,``). Whitespace around an id is ignored; duplicates
+    are dropped (first occurrence kept)."""
+    if text is None:
+        return None
+    items = [part.strip() for part in text.split(",")]
+    if not any(items):
+        raise UsageError(f"{flag} needs at least one id, got {text!r}")
+    if not all(items):
+        raise UsageError(f"{flag} has an empty id in {text!r} (ids are separated by single commas)")
+    return list(dict.fromkeys(items))
+
+
+def check_seed(seed: int, flag: str = "--seed") -> None:
+    """Seeds are non-negative integers (they seed torch.Generator and Hypothesis)."""
+    if seed < 0:
+        raise UsageError(f"{flag} must be >= 0, got {seed}")
+
+
+def check_starts(starts: int | None, flag: str = "--starts") -> None:
+    """At least one start when given."""
+    if starts is not None and starts < 1:
+        raise UsageError(f"{flag} must be >= 1, got {starts}")
+
+
+def check_device(device: str) -> None:
+    """auto, cpu, cuda or cuda:<index>, and CUDA present when asked for (imports torch)."""
+    from ncverify.numerics.models import resolve_device
+
+    resolve_device(device)
+
+
+def check_out_dir(out: str, flag: str = "--out") -> None:
+    """The report directory ``out`` can be created and written: created now (with its parents), a probe file
+    written and removed; UsageError naming the reason otherwise. Runs before any work."""
+    import os
+    import tempfile
+    from pathlib import Path
+
+    if not out or not out.strip():
+        raise UsageError(f"{flag} must name a directory, got {out!r}")
+    p = Path(out)
+    if p.exists() and not p.is_dir():
+        raise UsageError(f"{flag} {out!r} exists and is not a directory")
+    try:
+        p.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise UsageError(f"{flag} {out!r}: cannot create the report directory: {exc.strerror or exc}") from None
+    try:
+        fd, probe = tempfile.mkstemp(prefix=".ncverify-write-test-", dir=p)
+        os.close(fd)
+        os.unlink(probe)
+    except OSError as exc:
+        raise UsageError(f"{flag} {out!r}: cannot write into the report directory: {exc.strerror or exc}") from None
