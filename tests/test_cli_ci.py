@@ -184,7 +184,12 @@ def test_version_prints_the_package_version_without_heavy_imports():
     (["derive", "tirer2022.mse-ufm", "--classes", "2", "--per-class", "2", "--dps", "100000"], "--dps must be in"),
     (["solve", "--counts", "2,2", "--seed", "-1"], "--seed must be >= 0"),
     (["solve", "--counts", "2,2", "--momentum", "1"], "--momentum must be in [0, 1)"),
-    (["list", "--bogus"], "unrecognized arguments: --bogus"),
+    (["list", "--bogus"], "unrecognized arguments: --bogus (see `ncverify list --help`)"),
+    (["check", *VERIFIED, "--max-iter", "3"], "unrecognized arguments: --max-iter 3 (see `ncverify check --help`)"),
+    (["solve", "--counts", "2,2", "--depth", "100000"], "beyond the command line's limit M <= 100"),
+    (["check", "tirer2022.mse-ufm", "--counts", "99999999999,99999999999"], "parameters"),
+    (["solve", "--classes", "5000", "--per-class", "1"], "limit K <= 1000"),
+    (["solve", "--counts", "2,2", "--width", "2.5"], "--width must be an integer, got '2.5'"),
     (["check"], "required: THEOREM-ID"),
     ([], "required: command"),
 ])
@@ -439,12 +444,12 @@ def test_check_output_piped_with_columns_40_keeps_the_reproduce_command_on_one_l
     rep = [l for l in proc.stdout.splitlines() if l.startswith("reproduce: ")]
     assert len(rep) == 1
     cmd = rep[0][len("reproduce: "):]
-    assert cmd.startswith("ncverify check mutant:tirer2022.mse-ufm:ETF ") and cmd.rstrip().endswith("--lam-h 0.005")
-    assert len(rep[0]) > 40  # it would have been wrapped
-    # the copied command reproduces the verdict
-    proc2 = subprocess.run([EXE, *cmd.split()[1:], "--json", "--starts", "1"], capture_output=True, text=True,
-                           env=subprocess_env())
-    assert json.loads(proc2.stdout)["verdict"] == "refuted"
+    assert cmd.startswith("ncverify check mutant:tirer2022.mse-ufm:ETF ") and cmd.rstrip().endswith("--starts 1")
+    assert "--lam-h 0.005" in cmd and len(rep[0]) > 40  # it would have been wrapped
+    # the copied command reproduces the verdict and the numbers
+    proc2 = subprocess.run([EXE, *cmd.split()[1:], "--json"], capture_output=True, text=True, env=subprocess_env())
+    again = json.loads(proc2.stdout)
+    assert again["verdict"] == "refuted" and again["reproduce"] == cmd.rstrip()
 
 
 def test_list_piped_with_columns_40_never_folds_ids():
@@ -480,10 +485,14 @@ def test_run_summary_shortens_long_reasons_at_a_word_boundary(capsys):
     assert cell.endswith(" …") and len(cell) <= commands.SUMMARY_REASON_CHARS + 2
     kept = cell[:-2]
     assert reason.startswith(kept) and reason[len(kept)] == " "  # cut between words: no number is split
-    # a short reason is shown whole
+    # a short reason is shown whole; a counterexample's command on one line (a user theorem's with its file)
     data["theorems"][0]["reason"] = "numeric minimizer matched the claim within derived tolerances"
-    commands._print_run_summary(data, "rep")
-    assert "matched the claim within derived tolerances " in capsys.readouterr().out
+    cmd = "ncverify check x.y --loss mse --counts 1,1 --width 2 --depth 2 --lam-w 0.1,0.1 --lam-h 1.05469"
+    data["theorems"][0]["counterexample"] = {"reproduce": cmd}
+    commands._print_run_summary(data, "rep", "my file.py")
+    out = capsys.readouterr().out
+    assert "matched the claim within derived tolerances " in out
+    assert "counterexample of x.y: " + cmd.replace("check ", "check --theorems 'my file.py' ") in out.splitlines()
 
 
 @settings(max_examples=200, deadline=None)

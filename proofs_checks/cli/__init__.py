@@ -36,11 +36,17 @@ EXIT_BAD_INPUT = ExitCode.USAGE
 EXIT_BUG = ExitCode.INTERNAL
 
 
+SUBCOMMANDS = ("solve", "derive", "list", "check", "run", "lemmas", "measure")
+
+
 class _Parser(argparse.ArgumentParser):
     """argparse with one-line errors (no usage dump) so every bad input looks the same."""
 
+    subcommand: str | None = None  # set by main: unrecognized flags are reported by the top-level parser
+
     def error(self, message: str) -> None:  # type: ignore[override]
-        raise UsageError(f"{message} (see `{self.prog} --help`)")
+        prog = f"{self.prog} {self.subcommand}" if self.subcommand and " " not in self.prog else self.prog
+        raise UsageError(f"{message} (see `{prog} --help`)")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -134,6 +140,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     debug = bool(os.environ.get("NCVERIFY_DEBUG"))
     try:
         parser = build_parser()
+        words = list(sys.argv[1:] if argv is None else argv)
+        if isinstance(parser, _Parser):
+            parser.subcommand = next((w for w in words if w in SUBCOMMANDS), None)
         try:
             args = parser.parse_args(argv)
         except SystemExit as exc:  # --help, --version

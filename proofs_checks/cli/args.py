@@ -37,6 +37,13 @@ def _float_list(text: str, what: str) -> list[float]:
     return out
 
 
+def _int(text: str, what: str) -> int:
+    try:
+        return int(text.strip())
+    except ValueError:
+        raise InstanceError(f"{what} must be an integer, got {text!r}") from None
+
+
 def _float(text: str, what: str) -> float:
     try:
         return float(text)
@@ -68,8 +75,9 @@ def add_instance_args(p: argparse.ArgumentParser, *, defaults: dict | None = Non
                    help="extended UFM: activation s between W_1 and W_2 (needs --depth >= 2)")
 
 
-def instance_from_args(args: argparse.Namespace, defaults: dict | None = None) -> Instance:
-    """Parse and validate the instance flags; raises InstanceError naming the violated condition.
+def instance_from_args(args: argparse.Namespace, defaults: dict | None = None, numeric: bool = True) -> Instance:
+    """Parse and validate the instance flags; raises InstanceError naming the violated condition (also beyond the
+    command line's size limits, ``check_size``; ``numeric=False``: no parameter-count limit, for ``derive``).
 
     ``defaults`` (a theorem's, e.g. {"loss": "ce"} or {"activation": "relu", "depth": 2, "bias": True})
     fill the flags the user did not give.
@@ -83,20 +91,47 @@ def instance_from_args(args: argparse.Namespace, defaults: dict | None = None) -
             raise InstanceError("give either --counts or --classes/--per-class, not both")
         counts = _int_list(args.counts, "--counts")
     elif args.classes is not None and args.per_class is not None:
-        K = _int_list(args.classes, "--classes")[0]
-        n = _int_list(args.per_class, "--per-class")[0]
+        K = _int(args.classes, "--classes")
+        n = _int(args.per_class, "--per-class")
         if K < 1:
             raise InstanceError(f"number of classes K must be >= 1, got {K}")
         counts = [n] * K
     else:
         raise InstanceError("give the class counts: --counts n_1,...,n_K or --classes K --per-class n")
-    depth = _int_list(str(args.depth), "--depth")[0] if args.depth is not None else int(defaults.get("depth", 1))
-    width = len(counts) if args.width is None else _int_list(str(args.width), "--width")[0]
+    depth = _int(str(args.depth), "--depth") if args.depth is not None else int(defaults.get("depth", 1))
+    width = len(counts) if args.width is None else _int(str(args.width), "--width")
     lam_w = _float_list(args.lam_w, "--lam-w")
-    return Instance.create(
+    inst = Instance.create(
         counts, width=width, depth=depth, lam_w=lam_w, lam_h=_float(args.lam_h, "--lam-h"),
         loss=loss, bias=bias, lam_b=_float(args.lam_b, "--lam-b"), activation=activation,
     )
+    check_size(inst, numeric)
+    return inst
+
+
+# sizes the command line accepts: beyond them a check or solve would run for hours or exhaust memory (a typo such
+# as --depth 100000 must not hang); the Python API has no such limits
+MAX_DEPTH = 100
+MAX_CLASSES = 1000
+MAX_PARAMETERS = 10_000_000
+
+
+def parameter_count(inst: Instance) -> int:
+    """Scalars of the full objective: H (d x N), W_1 .. W_{M-1} (d x d), W_M (K x d), and b (K) with a bias."""
+    return inst.width * inst.N + (inst.depth - 1) * inst.width ** 2 + inst.K * inst.width + (inst.K if inst.bias else 0)
+
+
+def check_size(inst: Instance, numeric: bool = True) -> None:
+    """InstanceError when the instance is beyond the command line's limits (MAX_DEPTH, MAX_CLASSES, and with
+    ``numeric`` MAX_PARAMETERS), naming the limit."""
+    if inst.depth > MAX_DEPTH:
+        raise InstanceError(f"depth M = {inst.depth} is beyond the command line's limit M <= {MAX_DEPTH}")
+    if inst.K > MAX_CLASSES:
+        raise InstanceError(f"K = {inst.K} classes is beyond the command line's limit K <= {MAX_CLASSES}")
+    P = parameter_count(inst)
+    if numeric and P > MAX_PARAMETERS:
+        raise InstanceError(f"the instance has {P} parameters (d N + (M-1) d^2 + K d), beyond the command line's "
+                            f"limit of {MAX_PARAMETERS}")
 
 
 # ---------------------------------------------------------------------------------------------

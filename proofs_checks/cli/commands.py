@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import argparse
 import math
+import shlex
 from typing import Any
 
 from ncverify.proofs_checks.cli.args import (check_device, check_out_dir, check_seed, check_starts, instance_from_args,
@@ -204,7 +205,7 @@ def cmd_derive(args: argparse.Namespace) -> int:
             raise UnknownIdError(f"unknown family or theorem id {family!r}; families: {', '.join(families.names())}; "
                                  f"theorems: {', '.join(t.id for t in theorems)}")
         defaults = about[0].defaults if about else {}
-    inst = instance_from_args(args, defaults)
+    inst = instance_from_args(args, defaults, numeric=False)
     if theorem is not None:
         theorem.validate(inst)
     pred = derive(family, inst, dps=args.dps)
@@ -260,7 +261,12 @@ def cmd_check(args: argparse.Namespace) -> int:
     starts = max(4, th.min_starts) if args.starts is None else args.starts
     res = verify.check(th, inst, solver=args.solver, starts=starts, seed=args.seed, device=args.device)
     if getattr(args, "theorems", None):
-        res.reproduce = res.reproduce.replace("ncverify check ", f"ncverify check --theorems {args.theorems} ", 1)
+        res.reproduce = res.reproduce.replace("ncverify check ", f"ncverify check --theorems {shlex.quote(args.theorems)} ",
+                                              1)
+    # the numeric settings that differ from the defaults, so that the printed command gives the same numbers
+    res.reproduce += "".join(f" {flag} {value}" for flag, value, default in
+                             (("--solver", args.solver, "lbfgs"), ("--starts", args.starts, None),
+                              ("--seed", args.seed, 0)) if value != default)
     code = check_exit_code(getattr(res.verdict, "value", res.verdict), args.expect)
     if args.json:
         print_json(res.to_json())
@@ -298,6 +304,12 @@ def _say_expectation(res, expect: str | None, code: int) -> None:
         print(f"ncverify: verdict {verdict} differs from --expect {expect} ({res.theorem})", file=sys.stderr)
 
 
+def _catalogue_ids() -> set[str]:
+    from ncverify.proofs_checks.catalogue import MUTANTS, THEOREMS
+
+    return {t.id for t in THEOREMS + MUTANTS}
+
+
 SUMMARY_REASON_CHARS = 240  # the run summary's reasons are shortened at a word boundary beyond this
 
 
@@ -328,7 +340,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     if args.json:
         print_json(clean)
     else:
-        _print_run_summary(clean, args.out)
+        _print_run_summary(clean, args.out, getattr(args, "theorems", None))
     return ExitCode.DIFFERS if clean["changed_verdicts"] else ExitCode.SUCCESS
 
 
@@ -354,7 +366,9 @@ def _validate_run_args(args: argparse.Namespace):
     return budget, theorems, mutants
 
 
-def _print_run_summary(data: dict, out: str) -> None:
+def _print_run_summary(data: dict, out: str, theorems_file: str | None = None) -> None:
+    """The terminal summary of ``run``: a table (reasons shortened at a word boundary), the counterexamples' reproduce
+    commands (one line each, never wrapped), the mutant and lemma lines, the changed verdicts, the report paths."""
     from rich.table import Table
 
     con = console()
@@ -366,6 +380,13 @@ def _print_run_summary(data: dict, out: str) -> None:
         t.add_row(r["id"], r["verdict"], r["expected_verdict"], str(r["instances_tried"]),
                   shorten(r["reason"], SUMMARY_REASON_CHARS))
     con.print(t)
+    for r in data["theorems"]:
+        ce = r.get("counterexample") or {}
+        if ce.get("reproduce"):
+            cmd = ce["reproduce"]
+            if theorems_file and r["id"] not in _catalogue_ids():
+                cmd = cmd.replace("ncverify check ", f"ncverify check --theorems {shlex.quote(theorems_file)} ", 1)
+            print_copyable(con, f"counterexample of {r['id']}: {cmd}")
     m = data["mutants"]
     con.print(f"mutants refuted: {m['caught']} of {m['total']}")
     if data.get("lemmas"):  # lemma (proof-step) verdicts, see ``ncverify lemmas``
