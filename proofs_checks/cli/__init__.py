@@ -27,8 +27,10 @@ from typing import Sequence
 from ncverify.proofs_checks.cli import commands as C
 from ncverify.proofs_checks.cli.args import add_instance_args
 from ncverify.proofs_checks.cli.lemmas import add_parser as add_lemmas_parser
+from ncverify.proofs_checks.errors import INPUT_ERRORS, UsageError
+
 from ncverify import __version__
-from ncverify.proofs_checks.errors import INPUT_ERRORS, UsageError, user_code_error, user_frame
+from ncverify.proofs_checks.errors import user_code_error, user_frame
 from ncverify.proofs_checks.exitcodes import ExitCode
 
 # kept for callers of the former constants
