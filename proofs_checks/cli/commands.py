@@ -261,8 +261,8 @@ def cmd_check(args: argparse.Namespace) -> int:
     starts = max(4, th.min_starts) if args.starts is None else args.starts
     res = verify.check(th, inst, solver=args.solver, starts=starts, seed=args.seed, device=args.device)
     if getattr(args, "theorems", None):
-        res.reproduce = res.reproduce.replace("ncverify check ", f"ncverify check --theorems {shlex.quote(args.theorems)} ",
-                                              1)
+        with_file = f"ncverify check --theorems {shlex.quote(args.theorems)} "
+        res.reproduce = res.reproduce.replace("ncverify check ", with_file, 1)
     # the numeric settings that differ from the defaults, so that the printed command gives the same numbers
     res.reproduce += "".join(f" {flag} {value}" for flag, value, default in
                              (("--solver", args.solver, "lbfgs"), ("--starts", args.starts, None),

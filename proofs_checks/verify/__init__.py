@@ -85,6 +85,7 @@ def cheap_check(theorem, inst: Instance, dps: int = 40) -> list[Evidence]:
     return [e for e in ev if e.status is Status.FAIL]
 
 
-__all__ = ["check", "evaluate_claim", "check_many", "cheap_check", "decide", "reproduce_command", "Check", "Status", "Verdict", "VERDICTS",
+__all__ = ["check", "evaluate_claim", "check_many", "cheap_check", "decide", "reproduce_command", "Check", "Status",
+           "Verdict", "VERDICTS",
            "Evidence", "CheckResult", "compare_with_derivation", "construct_claimed_point", "point_evidence",
            "gram_from_target", "prediction_json", "derivation_stage", "point_stage", "numerics_stage"]
