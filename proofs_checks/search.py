@@ -93,6 +93,7 @@ def search_theorem(theorem: Theorem, budget: Budget, *, seed: int = 0, solver: s
     # 2. cheap search with shrinking; the first drawn instances also get the full check
     drawn: list[Instance] = []  # instances of the generate phase (before the first refutation)
     failing: list[Instance] = []
+    errors: list[BaseException] = []  # anything but a refutation (a user's claim that raises, a bug)
 
     @settings(max_examples=budget.search_examples, deadline=None, database=None, derandomize=False,
               phases=[Phase.generate, Phase.shrink], suppress_health_check=list(HealthCheck), report_multiple_bugs=False)
@@ -102,7 +103,12 @@ def search_theorem(theorem: Theorem, budget: Budget, *, seed: int = 0, solver: s
         res.cheap_tried += 1
         if not failing and inst not in drawn:
             drawn.append(inst)
-        if verify.cheap_check(theorem, inst):
+        try:
+            fails = verify.cheap_check(theorem, inst)
+        except BaseException as exc:
+            errors.append(exc)
+            raise
+        if fails:
             failing.append(inst)
             raise _Refuted(inst.cli_flags())
 
@@ -111,6 +117,8 @@ def search_theorem(theorem: Theorem, budget: Budget, *, seed: int = 0, solver: s
         probe()
     except _Refuted:
         pass
+    if errors:  # never let Hypothesis report a refutation instead of an error raised on another instance
+        raise errors[-1]
     numeric = spread(drawn, budget.numeric_instances)
     if numeric:
         say(f"{theorem.id}: numeric checks of {len(numeric)} drawn instances (one batched solve)")

@@ -48,7 +48,7 @@ def test_user_theorem_file_check_list_and_changed_verdict(tmp_path, capsys):
     assert "user.tirer-k2" in ids
     rc = main(["check", "--theorems", path, "user.tirer-k2", "--classes", "3", "--per-class", "2", "--json"])
     res = json.loads(capsys.readouterr().out)
-    assert rc == 0 and res["verdict"] == "refuted"
+    assert rc == 4 and res["verdict"] == "refuted"  # check's exit code for refuted (exitcodes)
     rc = main(["run", "--budget", "quick", "--theorems", path, "--only", "user.tirer-k2", "--out", str(tmp_path / "r"),
                "--no-figures", "--json"])
     data = json.loads(capsys.readouterr().out)

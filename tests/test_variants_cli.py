@@ -83,7 +83,7 @@ def test_bad_variant_parameters_are_one_line_exit_2(capsys, argv, fragment):
 def test_shipped_variant_check_and_derive(capsys):
     rc, out, _ = run_cli(capsys, "check", "zhou2022.mse-ufm-bias", "--classes", "3", "--per-class", "2", "--lam-w",
                          "1e-2", "--lam-h", "1e-2", "--lam-b", "0.5", "--starts", "3", "--json")
-    assert rc == 0 and json.loads(out)["verdict"] == "refuted"
+    assert rc == 4 and json.loads(out)["verdict"] == "refuted"  # check's exit code for refuted (exitcodes)
     rc, out, _ = run_cli(capsys, "derive", "ce-focal", "--classes", "3", "--per-class", "2", "--json")
     data = json.loads(out)
     assert rc == 0 and data["family"] == "ce-focal" and data["instance"]["loss"] == "focal:2"

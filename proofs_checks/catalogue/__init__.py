@@ -16,14 +16,17 @@ from __future__ import annotations
 
 import importlib.util
 import sys
-import traceback
+from dataclasses import replace
 from pathlib import Path
 from typing import Iterable
 
 from ncverify.proofs_checks.catalogue import ce_geometry, conjectures, dang2023, tirer2022, zhou2022, zhu2021
-from ncverify.proofs_checks.errors import UnknownIdError, UserFileError
+from ncverify.numerics.problem import Instance
+from ncverify.proofs_checks.errors import (INPUT_ERRORS, UnknownIdError, UserFileError, register_user_file,
+                                           user_code_error)
 from ncverify.proofs_checks.statement import (Expected, Theorem, assumptions, domain, instances, log_uniform, mixed,  # noqa: F401
                                      mutant)
+from ncverify.theory.prediction import Prediction
 
 SOURCES = (dang2023, tirer2022, zhu2021, conjectures, zhou2022, ce_geometry)
 THEOREMS: list[Theorem] = [t for m in SOURCES for t in m.THEOREMS]
@@ -46,33 +49,91 @@ def family_theorem(family: str, registry: Iterable[Theorem] | None = None) -> Th
 
 
 def load_theorems(path: str | Path) -> list[Theorem]:
-    """Theorems from a user's Python file: it must define ``THEOREMS`` (a list of ``Theorem``). Any error in the
-    file is a UserFileError naming the file, the line and the error."""
+    """Theorems from a user's Python file: it must define ``THEOREMS`` (a list of ``Theorem``).
+
+    Any error in the file is a UserFileError (the CLI: one line, exit code 2) naming the file, the line and the
+    problem: a syntax error or an exception while importing it, a missing or ill-typed THEOREMS, duplicate or
+    catalogue ids. The theorems' own code (claim, assumptions, search domain) is guarded too: an exception it
+    raises later, while ``check``/``run``/``derive`` evaluate it, is a UserFileError naming the file, the line,
+    the theorem and the instance; a claim that returns something other than a ``Prediction`` is one as well."""
     p = Path(path)
+    shown = str(path)
+    if not p.exists():
+        raise UserFileError(f"--theorems file {shown!r} does not exist")
     if not p.is_file():
-        raise UserFileError(f"--theorems file {str(p)!r} does not exist")
+        raise UserFileError(f"--theorems file {shown!r} is not a file")
+    if p.suffix != ".py":
+        raise UserFileError(f"--theorems file {shown!r} must be a Python file ending in .py")
     name = f"ncverify_user_{p.stem}"
     spec = importlib.util.spec_from_file_location(name, p)
     if spec is None or spec.loader is None:
-        raise UserFileError(f"cannot load {str(p)!r} as a Python module")
+        raise UserFileError(f"cannot load {shown!r} as a Python module")
+    register_user_file(shown)
     mod = importlib.util.module_from_spec(spec)
     sys.modules[name] = mod  # dataclasses and pickling look the module up by name
     try:
         spec.loader.exec_module(mod)
-    except SyntaxError as exc:
-        raise UserFileError(f"{str(p)!r} line {exc.lineno}: syntax error: {exc.msg}") from None
-    except Exception as exc:  # the user's code: report it as a user-file error with its line
-        frames = [f for f in traceback.extract_tb(exc.__traceback__) if f.filename == str(p)]
-        where = f" line {frames[-1].lineno}" if frames else ""
-        raise UserFileError(f"{str(p)!r}{where}: {type(exc).__name__}: {exc}") from None
-    extra = getattr(mod, "THEOREMS", None)
-    if not isinstance(extra, (list, tuple)) or not all(isinstance(t, Theorem) for t in extra):
-        raise UserFileError(f"{str(p)!r} must define THEOREMS = [Theorem(...), ...]")
+    except (Exception, SystemExit) as exc:  # the user's code: one line with the file and the line
+        sys.modules.pop(name, None)
+        raise user_code_error(exc, shown, "while importing the theorem file") from exc
+    if not hasattr(mod, "THEOREMS"):
+        raise UserFileError(f"{shown}: defines no THEOREMS; it must define THEOREMS = [Theorem(...), ...]")
+    extra = getattr(mod, "THEOREMS")
+    if not isinstance(extra, (list, tuple)):
+        raise UserFileError(f"{shown}: THEOREMS must be a list of Theorem, got {type(extra).__name__}")
+    for i, t in enumerate(extra):
+        if not isinstance(t, Theorem):
+            raise UserFileError(f"{shown}: THEOREMS[{i}] must be a Theorem, got {type(t).__name__}")
+    if not extra:
+        raise UserFileError(f"{shown}: THEOREMS is empty")
     known = {t.id for t in THEOREMS + MUTANTS}
+    seen: set[str] = set()
     for t in extra:
         if t.id in known:
-            raise UserFileError(f"theorem id {t.id!r} from {str(p)!r} is already in the catalogue")
-    return list(extra)
+            raise UserFileError(f"{shown}: theorem id {t.id!r} is already in the catalogue")
+        if t.id in seen:
+            raise UserFileError(f"{shown}: theorem id {t.id!r} appears twice in THEOREMS")
+        seen.add(t.id)
+    return [_guarded(t, shown) for t in extra]
+
+
+def _guarded(t: Theorem, path: str) -> Theorem:
+    """``t`` with its user-written callables guarded: an exception they raise becomes a UserFileError naming
+    ``path``, the line, the theorem and the instance (never a verdict, never a traceback). The assumptions'
+    own InstanceError (the instance is outside the theorem's domain) passes through unchanged."""
+    claim, validator, strategy = t.claim, t.validator, t.strategy
+
+    def guarded_claim(inst: Instance) -> Prediction:
+        try:
+            pred = claim(inst)
+        except UserFileError:
+            raise
+        except Exception as exc:
+            raise user_code_error(exc, path, f"while evaluating the claim of {t.id} on {inst.cli_flags()}") from exc
+        if not isinstance(pred, Prediction):
+            raise UserFileError(f"{path}: the claim of {t.id} returned {type(pred).__name__}, not a Prediction "
+                                f"(on {inst.cli_flags()})")
+        return pred
+
+    def guarded_validator(inst: Instance) -> None:
+        try:
+            validator(inst)
+        except INPUT_ERRORS:
+            raise
+        except Exception as exc:
+            raise user_code_error(exc, path, f"while checking the assumptions of {t.id} on {inst.cli_flags()}"
+                                  ) from exc
+
+    def guarded_strategy():
+        try:
+            return strategy()
+        except UserFileError:
+            raise
+        except Exception as exc:
+            raise user_code_error(exc, path, f"while building the search domain of {t.id}") from exc
+
+    guarded_claim.__doc__ = claim.__doc__
+    return replace(t, claim=guarded_claim, validator=guarded_validator, strategy=guarded_strategy)
 
 
 __all__ = ["THEOREMS", "MUTANTS", "SOURCES", "by_id", "family_theorem", "load_theorems", "Theorem", "Expected",

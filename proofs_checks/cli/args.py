@@ -4,12 +4,16 @@ Flag -> symbol: --counts n_1..n_K (or --classes K --per-class n), --width d, --d
 --lam-w lambda_{W_1..W_M} (one value for all layers or one per layer), --lam-h lambda_H,
 --lam-b lambda_b, --bias (last-layer bias b), --activation s (extended UFM), --loss mse|ce|BASE:PARAMS
 (a loss registered in ``numerics.losses``, e.g. ce-ls:0.1; validated by ``Instance``).
+
+Also the checks of the other flags that every command runs before any work: ``parse_ids`` (--only),
+``check_seed``, ``check_starts``, ``check_device``, ``check_out_dir`` (--out can be created and written).
 """
 from __future__ import annotations
 
 import argparse
 
 from ncverify.numerics.problem import Instance, InstanceError
+from ncverify.proofs_checks.errors import UsageError
 
 
 def _int_list(text: str, what: str) -> list[int]:
@@ -31,6 +35,13 @@ def _float_list(text: str, what: str) -> list[float]:
         except ValueError:
             raise InstanceError(f"{what} must be comma-separated numbers, got {text!r}") from None
     return out
+
+
+def _int(text: str, what: str) -> int:
+    try:
+        return int(text.strip())
+    except ValueError:
+        raise InstanceError(f"{what} must be an integer, got {text!r}") from None
 
 
 def _float(text: str, what: str) -> float:
@@ -64,8 +75,9 @@ def add_instance_args(p: argparse.ArgumentParser, *, defaults: dict | None = Non
                    help="extended UFM: activation s between W_1 and W_2 (needs --depth >= 2)")
 
 
-def instance_from_args(args: argparse.Namespace, defaults: dict | None = None) -> Instance:
-    """Parse and validate the instance flags; raises InstanceError naming the violated condition.
+def instance_from_args(args: argparse.Namespace, defaults: dict | None = None, numeric: bool = True) -> Instance:
+    """Parse and validate the instance flags; raises InstanceError naming the violated condition (also beyond the
+    command line's size limits, ``check_size``; ``numeric=False``: no parameter-count limit, for ``derive``).
 
     ``defaults`` (a theorem's, e.g. {"loss": "ce"} or {"activation": "relu", "depth": 2, "bias": True})
     fill the flags the user did not give.
@@ -79,17 +91,104 @@ def instance_from_args(args: argparse.Namespace, defaults: dict | None = None) -
             raise InstanceError("give either --counts or --classes/--per-class, not both")
         counts = _int_list(args.counts, "--counts")
     elif args.classes is not None and args.per_class is not None:
-        K = _int_list(args.classes, "--classes")[0]
-        n = _int_list(args.per_class, "--per-class")[0]
+        K = _int(args.classes, "--classes")
+        n = _int(args.per_class, "--per-class")
         if K < 1:
             raise InstanceError(f"number of classes K must be >= 1, got {K}")
         counts = [n] * K
     else:
         raise InstanceError("give the class counts: --counts n_1,...,n_K or --classes K --per-class n")
-    depth = _int_list(str(args.depth), "--depth")[0] if args.depth is not None else int(defaults.get("depth", 1))
-    width = len(counts) if args.width is None else _int_list(str(args.width), "--width")[0]
+    depth = _int(str(args.depth), "--depth") if args.depth is not None else int(defaults.get("depth", 1))
+    width = len(counts) if args.width is None else _int(str(args.width), "--width")
     lam_w = _float_list(args.lam_w, "--lam-w")
-    return Instance.create(
+    inst = Instance.create(
         counts, width=width, depth=depth, lam_w=lam_w, lam_h=_float(args.lam_h, "--lam-h"),
         loss=loss, bias=bias, lam_b=_float(args.lam_b, "--lam-b"), activation=activation,
     )
+    check_size(inst, numeric)
+    return inst
+
+
+# sizes the command line accepts: beyond them a check or solve would run for hours or exhaust memory (a typo such
+# as --depth 100000 must not hang); the Python API has no such limits
+MAX_DEPTH = 100
+MAX_CLASSES = 1000
+MAX_PARAMETERS = 10_000_000
+
+
+def parameter_count(inst: Instance) -> int:
+    """Scalars of the full objective: H (d x N), W_1 .. W_{M-1} (d x d), W_M (K x d), and b (K) with a bias."""
+    return inst.width * inst.N + (inst.depth - 1) * inst.width ** 2 + inst.K * inst.width + (inst.K if inst.bias else 0)
+
+
+def check_size(inst: Instance, numeric: bool = True) -> None:
+    """InstanceError when the instance is beyond the command line's limits (MAX_DEPTH, MAX_CLASSES, and with
+    ``numeric`` MAX_PARAMETERS), naming the limit."""
+    if inst.depth > MAX_DEPTH:
+        raise InstanceError(f"depth M = {inst.depth} is beyond the command line's limit M <= {MAX_DEPTH}")
+    if inst.K > MAX_CLASSES:
+        raise InstanceError(f"K = {inst.K} classes is beyond the command line's limit K <= {MAX_CLASSES}")
+    P = parameter_count(inst)
+    if numeric and P > MAX_PARAMETERS:
+        raise InstanceError(f"the instance has {P} parameters (d N + (M-1) d^2 + K d), beyond the command line's "
+                            f"limit of {MAX_PARAMETERS}")
+
+
+# ---------------------------------------------------------------------------------------------
+# validation of the other flags, before any work
+# ---------------------------------------------------------------------------------------------
+def parse_ids(text: str | None, flag: str = "--only") -> list[str] | None:
+    """Comma-separated ids (``--only a,b``): None when the flag was not given; UsageError for an empty list or an
+    empty item (``--only ""``, ``--only a,,b``, ``--only a,``). Whitespace around an id is ignored; duplicates
+    are dropped (first occurrence kept)."""
+    if text is None:
+        return None
+    items = [part.strip() for part in text.split(",")]
+    if not any(items):
+        raise UsageError(f"{flag} needs at least one id, got {text!r}")
+    if not all(items):
+        raise UsageError(f"{flag} has an empty id in {text!r} (ids are separated by single commas)")
+    return list(dict.fromkeys(items))
+
+
+def check_seed(seed: int, flag: str = "--seed") -> None:
+    """Seeds are non-negative integers (they seed torch.Generator and Hypothesis)."""
+    if seed < 0:
+        raise UsageError(f"{flag} must be >= 0, got {seed}")
+
+
+def check_starts(starts: int | None, flag: str = "--starts") -> None:
+    """At least one start when given."""
+    if starts is not None and starts < 1:
+        raise UsageError(f"{flag} must be >= 1, got {starts}")
+
+
+def check_device(device: str) -> None:
+    """auto, cpu, cuda or cuda:<index>, and CUDA present when asked for (imports torch)."""
+    from ncverify.numerics.models import resolve_device
+
+    resolve_device(device)
+
+
+def check_out_dir(out: str, flag: str = "--out") -> None:
+    """The report directory ``out`` can be created and written: created now (with its parents), a probe file
+    written and removed; UsageError naming the reason otherwise. Runs before any work."""
+    import os
+    import tempfile
+    from pathlib import Path
+
+    if not out or not out.strip():
+        raise UsageError(f"{flag} must name a directory, got {out!r}")
+    p = Path(out)
+    if p.exists() and not p.is_dir():
+        raise UsageError(f"{flag} {out!r} exists and is not a directory")
+    try:
+        p.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise UsageError(f"{flag} {out!r}: cannot create the report directory: {exc.strerror or exc}") from None
+    try:
+        fd, probe = tempfile.mkstemp(prefix=".ncverify-write-test-", dir=p)
+        os.close(fd)
+        os.unlink(probe)
+    except OSError as exc:
+        raise UsageError(f"{flag} {out!r}: cannot write into the report directory: {exc.strerror or exc}") from None

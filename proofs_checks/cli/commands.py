@@ -3,11 +3,14 @@ from __future__ import annotations
 
 import argparse
 import math
+import shlex
 from typing import Any
 
-from ncverify.proofs_checks.cli.args import instance_from_args
-from ncverify.proofs_checks.cli.output import fmt, print_json
+from ncverify.proofs_checks.cli.args import (check_device, check_out_dir, check_seed, check_starts, instance_from_args,
+                                             parse_ids)
+from ncverify.proofs_checks.cli.output import console, fmt, print_copyable, print_json, shorten
 from ncverify.proofs_checks.errors import UnknownIdError, UsageError
+from ncverify.proofs_checks.exitcodes import ExitCode, check_exit_code
 
 
 # ---------------------------------------------------------------------------------------------
@@ -29,8 +32,8 @@ def _add_solver_args(p: argparse.ArgumentParser) -> None:
 
 
 def _check_solver_args(args: argparse.Namespace) -> None:
-    if args.starts < 1:
-        raise UsageError(f"--starts must be >= 1, got {args.starts}")
+    check_starts(args.starts)
+    check_seed(args.seed)
     if args.max_iter is not None and args.max_iter < 1:
         raise UsageError(f"--max-iter must be >= 1, got {args.max_iter}")
     for name in ("lr", "init_std"):
@@ -41,6 +44,7 @@ def _check_solver_args(args: argparse.Namespace) -> None:
         raise UsageError(f"--momentum must be in [0, 1), got {args.momentum}")
     if args.grad_tol is not None and not (math.isfinite(args.grad_tol) and args.grad_tol > 0):
         raise UsageError(f"--grad-tol must be a finite number > 0, got {args.grad_tol}")
+    check_device(args.device)
 
 
 def run_solve(inst, args: argparse.Namespace, console) -> dict:
@@ -162,27 +166,31 @@ def _flatten(d: Any, prefix: str = ""):
 
 
 def cmd_solve(args: argparse.Namespace) -> int:
-    from rich.console import Console
+    from rich.console import Console  # the progress display on stderr
 
     inst = instance_from_args(args)
     _check_solver_args(args)
-    console = Console(stderr=bool(args.json))
     out = run_solve(inst, args, Console(stderr=True))
     if args.json:
         print_json(out)
     else:
-        print_solve(out, console)
-    return 0
+        print_solve(out, console())
+    return ExitCode.SUCCESS
 
 
 # ---------------------------------------------------------------------------------------------
 # derive
 # ---------------------------------------------------------------------------------------------
+MAX_DPS = 1000  # derivations at more digits take minutes and tell nothing more
+
+
 def cmd_derive(args: argparse.Namespace) -> int:
     """The theory engine's derivation for a family id, or for a theorem id resolved to its family here."""
     from ncverify.theory import families, render
     from ncverify.theory.derive import derive
 
+    if not 20 <= args.dps <= MAX_DPS:
+        raise UsageError(f"--dps must be in [20, {MAX_DPS}], got {args.dps}")
     theorems, mutants = _catalogue(args)
     theorem = next((t for t in theorems + mutants if t.id == args.target), None)
     if theorem is not None:
@@ -197,7 +205,7 @@ def cmd_derive(args: argparse.Namespace) -> int:
             raise UnknownIdError(f"unknown family or theorem id {family!r}; families: {', '.join(families.names())}; "
                                  f"theorems: {', '.join(t.id for t in theorems)}")
         defaults = about[0].defaults if about else {}
-    inst = instance_from_args(args, defaults)
+    inst = instance_from_args(args, defaults, numeric=False)
     if theorem is not None:
         theorem.validate(inst)
     pred = derive(family, inst, dps=args.dps)
@@ -209,7 +217,7 @@ def cmd_derive(args: argparse.Namespace) -> int:
         print(render.to_latex(pred))
     else:
         print(render.to_text(pred))
-    return 0
+    return ExitCode.SUCCESS
 
 
 def _catalogue(args: argparse.Namespace):
@@ -226,39 +234,47 @@ def cmd_list(args: argparse.Namespace) -> int:
     if args.json:
         print_json({"theorems": [{"id": t.id, "title": t.title, "source": t.source,
                                   "expected_verdict": t.expected.verdict} for t in rows]})
-        return 0
-    from rich.console import Console
+        return ExitCode.SUCCESS
     from rich.table import Table
 
     table = Table(title="ncverify catalogue (ncverify list --json adds the sources)")
-    for col in ("id", "recorded verdict", "title"):
-        table.add_column(col, overflow="fold")
+    table.add_column("id", no_wrap=True)  # ids are copied: never folded
+    table.add_column("recorded verdict", no_wrap=True)
+    table.add_column("title", overflow="fold")
     for t in rows:
         table.add_row(t.id, t.expected.verdict, t.title)
-    Console().print(table)
-    return 0
+    console().print(table)
+    return ExitCode.SUCCESS
 
 
 def cmd_check(args: argparse.Namespace) -> int:
     from ncverify.proofs_checks import verify
     from ncverify.proofs_checks.catalogue import by_id
 
+    check_starts(args.starts)
+    check_seed(args.seed)
     theorems, mutants = _catalogue(args)
     th = by_id(args.theorem, theorems + mutants)
     inst = instance_from_args(args, th.defaults)
+    th.validate(inst)
+    check_device(args.device)
     starts = max(4, th.min_starts) if args.starts is None else args.starts
-    if starts < 1:
-        raise UsageError(f"--starts must be >= 1, got {starts}")
     res = verify.check(th, inst, solver=args.solver, starts=starts, seed=args.seed, device=args.device)
     if getattr(args, "theorems", None):
-        res.reproduce = res.reproduce.replace("ncverify check ", f"ncverify check --theorems {args.theorems} ", 1)
+        with_file = f"ncverify check --theorems {shlex.quote(args.theorems)} "
+        res.reproduce = res.reproduce.replace("ncverify check ", with_file, 1)
+    # the numeric settings that differ from the defaults, so that the printed command gives the same numbers
+    res.reproduce += "".join(f" {flag} {value}" for flag, value, default in
+                             (("--solver", args.solver, "lbfgs"), ("--starts", args.starts, None),
+                              ("--seed", args.seed, 0)) if value != default)
+    code = check_exit_code(getattr(res.verdict, "value", res.verdict), args.expect)
     if args.json:
         print_json(res.to_json())
-        return 0
-    from rich.console import Console
+        _say_expectation(res, args.expect, code)
+        return code
     from rich.markup import escape
 
-    con = Console()
+    con = console()
     color = {"verified": "green", "refuted": "red", "inconclusive": "yellow"}[res.verdict]
     con.print(f"[bold]{th.id}[/bold] on {inst.cli_flags()}")
     con.print(f"verdict: [bold {color}]{res.verdict}[/bold {color}] -- {escape(res.reason)}")
@@ -273,8 +289,28 @@ def cmd_check(args: argparse.Namespace) -> int:
         for extra in (e.detail, f"tolerance: {e.origin}" if e.origin else ""):
             if extra:
                 con.print(f"      {extra}", highlight=False, style="dim", markup=False)
-    con.print(f"reproduce: {res.reproduce}  ({res.seconds:.1f} s)")
-    return 0
+    print_copyable(con, f"reproduce: {res.reproduce}")
+    con.print(f"({res.seconds:.1f} s)", highlight=False)
+    _say_expectation(res, args.expect, code)
+    return code
+
+
+def _say_expectation(res, expect: str | None, code: int) -> None:
+    """With --expect, one line on stderr when the verdict differs from it (exit code 1)."""
+    if expect is not None and code == ExitCode.DIFFERS:
+        import sys
+
+        verdict = getattr(res.verdict, "value", res.verdict)
+        print(f"ncverify: verdict {verdict} differs from --expect {expect} ({res.theorem})", file=sys.stderr)
+
+
+def _catalogue_ids() -> set[str]:
+    from ncverify.proofs_checks.catalogue import MUTANTS, THEOREMS
+
+    return {t.id for t in THEOREMS + MUTANTS}
+
+
+SUMMARY_REASON_CHARS = 240  # the run summary's reasons are shortened at a word boundary beyond this
 
 
 def cmd_run(args: argparse.Namespace) -> int:
@@ -286,16 +322,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     from ncverify.proofs_checks.report import run_catalogue, write_report
     from ncverify.proofs_checks.search import Budget
 
-    budget = Budget.of(args.budget)
-    theorems, mutants = _catalogue(args)
-    if args.only:
-        keep = set(args.only.split(","))
-        unknown = sorted(keep - {t.id for t in theorems + mutants})
-        if unknown:
-            raise UnknownIdError(f"--only: unknown theorem id(s) {', '.join(unknown)}; known: "
-                                 f"{', '.join(t.id for t in theorems)}")
-        theorems = [t for t in theorems if t.id in keep]
-        mutants = [t for t in mutants if t.id in keep or t.mutant_of in keep]
+    budget, theorems, mutants = _validate_run_args(args)
     err = Console(stderr=True)
     with Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
                   console=err, transient=False) as progress:
@@ -313,21 +340,53 @@ def cmd_run(args: argparse.Namespace) -> int:
     if args.json:
         print_json(clean)
     else:
-        _print_run_summary(clean, args.out)
-    return 1 if clean["changed_verdicts"] else 0
+        _print_run_summary(clean, args.out, getattr(args, "theorems", None))
+    return ExitCode.DIFFERS if clean["changed_verdicts"] else ExitCode.SUCCESS
 
 
-def _print_run_summary(data: dict, out: str) -> None:
-    from rich.console import Console
+def _validate_run_args(args: argparse.Namespace):
+    """Every ``run`` argument checked before any work: the budget, the seed, the --theorems file, the --only ids
+    (no empty id; theorem or mutant ids of the catalogue and the file) and the --out directory (created and
+    written to). Returns (budget, theorems, mutants) with --only applied (a theorem brings its mutants)."""
+    from ncverify.proofs_checks.search import Budget
+
+    budget = Budget.of(args.budget)
+    check_seed(args.seed)
+    only = parse_ids(args.only, "--only")
+    theorems, mutants = _catalogue(args)
+    if only is not None:
+        keep = set(only)
+        unknown = [i for i in only if i not in {t.id for t in theorems + mutants}]
+        if unknown:
+            raise UnknownIdError(f"--only: unknown theorem id(s) {', '.join(unknown)}; known: "
+                                 f"{', '.join(t.id for t in theorems)} (and their mutants, `ncverify list --mutants`)")
+        theorems = [t for t in theorems if t.id in keep]
+        mutants = [t for t in mutants if t.id in keep or t.mutant_of in keep]
+    check_out_dir(args.out)
+    return budget, theorems, mutants
+
+
+def _print_run_summary(data: dict, out: str, theorems_file: str | None = None) -> None:
+    """The terminal summary of ``run``: a table (reasons shortened at a word boundary), the counterexamples' reproduce
+    commands (one line each, never wrapped), the mutant and lemma lines, the changed verdicts, the report paths."""
     from rich.table import Table
 
-    con = Console()
+    con = console()
     t = Table(title=f"ncverify run ({data['budget']}, {data['seconds']} s)")
-    for col in ("theorem", "verdict", "recorded", "instances", "reason"):
+    t.add_column("theorem", no_wrap=True)  # ids are copied: never folded
+    for col in ("verdict", "recorded", "instances", "reason"):
         t.add_column(col, overflow="fold")
-    for r in data["theorems"]:
-        t.add_row(r["id"], r["verdict"], r["expected_verdict"], str(r["instances_tried"]), r["reason"][:140])
+    for r in data["theorems"]:  # the reason shortened at a word boundary, never inside a number (full: report.md)
+        t.add_row(r["id"], r["verdict"], r["expected_verdict"], str(r["instances_tried"]),
+                  shorten(r["reason"], SUMMARY_REASON_CHARS))
     con.print(t)
+    for r in data["theorems"]:
+        ce = r.get("counterexample") or {}
+        if ce.get("reproduce"):
+            cmd = ce["reproduce"]
+            if theorems_file and r["id"] not in _catalogue_ids():
+                cmd = cmd.replace("ncverify check ", f"ncverify check --theorems {shlex.quote(theorems_file)} ", 1)
+            print_copyable(con, f"counterexample of {r['id']}: {cmd}")
     m = data["mutants"]
     con.print(f"mutants refuted: {m['caught']} of {m['total']}")
     if data.get("lemmas"):  # lemma (proof-step) verdicts, see ``ncverify lemmas``
@@ -336,7 +395,8 @@ def _print_run_summary(data: dict, out: str) -> None:
                   + (f" ({'; '.join(odd)})" if odd else "") + f"; wrong lemmas caught: "
                   f"{data['wrong_lemmas']['caught']} of {data['wrong_lemmas']['total']}")
     if data["changed_verdicts"]:
-        con.print(f"[bold red]verdicts that differ from the record: {', '.join(data['changed_verdicts'])}[/bold red]")
-    con.print(f"report: {out}/report.md, {out}/results.json, {out}/figures/")
+        con.print("verdicts that differ from the record: " + ", ".join(data["changed_verdicts"]), style="bold red",
+                  soft_wrap=True, markup=False, highlight=False)
+    print_copyable(con, f"report: {out}/report.md, {out}/results.json, {out}/figures/")
 
 

@@ -6,14 +6,16 @@
 Text mode prints a table (verdict, recorded verdict, used by, evidence) and every counterexample with
 its numbers; a progress display goes to stderr. JSON: {"lemmas": [{"id", "statement", "used_by",
 "verdict", "evidence", ...}], "wrong_lemmas": {"caught", "total", "missed", "results"}, "findings", ...}.
-Exit code 1 when a verdict differs from the one recorded in the registry, else 0.
+Exit code (``exitcodes.ExitCode``): 1 when a verdict differs from the one recorded in the registry, else 0;
+2 for bad arguments (checked before any work).
 """
 from __future__ import annotations
 
 import argparse
 
-from ncverify.proofs_checks.cli.output import print_json
-from ncverify.proofs_checks.errors import UsageError
+from ncverify.proofs_checks.cli.args import check_seed, parse_ids
+from ncverify.proofs_checks.cli.output import console, print_copyable, print_json
+from ncverify.proofs_checks.exitcodes import ExitCode
 
 
 def add_parser(sub) -> None:
@@ -33,9 +35,8 @@ def cmd_lemmas(args: argparse.Namespace) -> int:
 
     from ncverify.proofs_checks.lemmas import run_lemmas, select
 
-    if args.seed < 0:
-        raise UsageError(f"--seed must be >= 0, got {args.seed}")
-    only = args.only.split(",") if args.only else None
+    check_seed(args.seed)
+    only = parse_ids(args.only, "--only")
     n = len(select(only, include_wrong=not args.no_wrong))
     err = Console(stderr=True)
     with Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
@@ -47,21 +48,21 @@ def cmd_lemmas(args: argparse.Namespace) -> int:
         print_json(data)
     else:
         print_lemmas(data)
-    return 1 if data["changed_verdicts"] else 0
+    return ExitCode.DIFFERS if data["changed_verdicts"] else ExitCode.SUCCESS
 
 
 def print_lemmas(data: dict) -> None:
     """The rich table, the counterexamples with their numbers, and the wrong-lemma line."""
-    from rich.console import Console
     from rich.markup import escape
     from rich.table import Table
 
     from ncverify.proofs_checks.lemmas import counterexample_lines, evidence_line
 
-    con = Console()
+    con = console()
     color = {"holds": "green", "violated": "red", "inconclusive": "yellow"}
     t = Table(title=f"ncverify lemmas (budget {data['budget']}, seed {data['seed']}, {data['seconds']} s)")
-    for col in ("lemma", "verdict", "recorded", "used by", "evidence"):
+    t.add_column("lemma", no_wrap=True)  # ids are copied: never folded
+    for col in ("verdict", "recorded", "used by", "evidence"):
         t.add_column(col, overflow="fold")
     for r in data["lemmas"]:
         c = color.get(r["verdict"], "white")
@@ -88,6 +89,6 @@ def print_lemmas(data: dict) -> None:
         if r.get("counterexample"):
             for line in counterexample_lines(r["counterexample"]):
                 con.print(escape(line), highlight=False)
-        con.print(f"reproduce: {r['reproduce']}", highlight=False)
+        print_copyable(con, f"reproduce: {r['reproduce']}")
     if data["changed_verdicts"]:
         con.print(f"[bold red]verdicts that differ from the record: {', '.join(data['changed_verdicts'])}[/bold red]")

@@ -10,6 +10,7 @@ import time
 from typing import Sequence
 
 from ncverify.numerics.problem import Instance
+from ncverify.theory.prediction import Prediction
 from ncverify.proofs_checks.verify.decide import decide
 from ncverify.proofs_checks.verify.evidence import VERDICTS, Check, CheckResult, Evidence, Status, Verdict
 from ncverify.proofs_checks.verify.stages import (compare_with_derivation, construct_claimed_point, derivation_stage,
@@ -20,6 +21,16 @@ from ncverify.proofs_checks.verify.stages import (compare_with_derivation, const
 def reproduce_command(theorem, inst: Instance) -> str:
     """The command line that reproduces a check of ``theorem`` on ``inst``."""
     return f"ncverify check {theorem.id} {inst.cli_flags()}"
+
+
+def evaluate_claim(theorem, inst: Instance) -> Prediction:
+    """``theorem.claim(inst)``, required to be a ``Prediction``. An exception the claim raises propagates: it never
+    becomes a verdict (a user's theorem, loaded by ``catalogue.load_theorems``, raises it as a one-line
+    UserFileError naming its file and line; in the shipped catalogue it is a bug)."""
+    pred = theorem.claim(inst)
+    if not isinstance(pred, Prediction):
+        raise TypeError(f"the claim of {theorem.id} returned {type(pred).__name__}, not a Prediction")
+    return pred
 
 
 def check(theorem, inst: Instance, *, solver: str = "lbfgs", starts: int = 3, seed: int = 0, device: str = "auto",
@@ -41,7 +52,7 @@ def check_many(theorem, insts: Sequence[Instance], *, solver: str = "lbfgs", sta
     staged = []
     for inst in insts:
         theorem.validate(inst)
-        claim = theorem.claim(inst)
+        claim = evaluate_claim(theorem, inst)
         deriv, ev = derivation_stage(theorem.family, claim, inst, dps)
         claimed_f, pev = point_stage(claim, inst, deriv)
         staged.append((inst, claim, deriv, claimed_f, ev + pev))
@@ -67,13 +78,14 @@ def check_many(theorem, insts: Sequence[Instance], *, solver: str = "lbfgs", sta
 def cheap_check(theorem, inst: Instance, dps: int = 40) -> list[Evidence]:
     """Claim vs derivation and the constructed claimed point (no solver); returns the failing evidence."""
     theorem.prepare()
-    claim = theorem.claim(inst)
+    claim = evaluate_claim(theorem, inst)
     deriv, ev = derivation_stage(theorem.family, claim, inst, dps)
     if claim.objective is not None:
         ev += point_stage(claim, inst, deriv)[1]
     return [e for e in ev if e.status is Status.FAIL]
 
 
-__all__ = ["check", "check_many", "cheap_check", "decide", "reproduce_command", "Check", "Status", "Verdict", "VERDICTS",
+__all__ = ["check", "evaluate_claim", "check_many", "cheap_check", "decide", "reproduce_command", "Check", "Status",
+           "Verdict", "VERDICTS",
            "Evidence", "CheckResult", "compare_with_derivation", "construct_claimed_point", "point_evidence",
            "gram_from_target", "prediction_json", "derivation_stage", "point_stage", "numerics_stage"]
