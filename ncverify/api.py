@@ -193,6 +193,10 @@ def run(*, budget: str = "default", out: str | Path | None = None, seed: int = 0
 
     b = Budget.of(budget)
     _check_run_args(1, seed, solver)
+    if out is not None:  # the report directory must be writable before any work
+        from ncverify.proofs_checks.cli.args import check_out_dir
+
+        check_out_dir(str(out), flag="out")
     ths = theorems(theorems_file=theorems_file)
     all_ = theorems(mutants=True, theorems_file=theorems_file)
     muts = [t for t in all_ if t.is_mutant]

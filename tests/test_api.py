@@ -109,6 +109,7 @@ def test_solve_same_numbers_as_the_cli(capsys):
     (lambda: nv.run(only=[]), "UsageError", "only is empty"),
     (lambda: nv.run(only="tirer2022.mse-ufm"), "UsageError", "list of theorem ids"),
     (lambda: nv.run(only=["no-such-id"]), "UnknownIdError", "no-such-id"),
+    (lambda: nv.run(only=["tirer2022.mse-ufm"], out="/proc/ncverify-x"), "UsageError", "cannot create"),
     (lambda: nv.derive("no-family", **SMALL), "UnknownIdError", "unknown family or theorem id"),
     (lambda: nv.derive("mse-deep", dps=3, **SMALL), "UsageError", "dps"),
     (lambda: nv.solve(counts=[2, 2], lr=-1.0), "UsageError", "lr must be a finite number > 0"),
