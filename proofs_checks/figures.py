@@ -124,10 +124,12 @@ def _clean(o: Any) -> Any:
 # ---------------------------------------------------------------------------------------------
 def _sv_pairs(check: dict) -> dict | None:
     """{"predicted", "numeric", "source"} for the singular values of W: the claim's (else the derivation's)
-    against the numeric minimizer's, both sorted descending; None when either is missing."""
+    against the numeric minimizer's, both sorted descending (ReLU instances: the claim only); None when either is missing."""
     num = (check.get("numerics") or {}).get("singular_values") or {}
     ref, source = None, ""
-    for source in ("claim", "derivation"):
+    # the derivation of a ReLU instance is the linear model's (its W is not the ReLU network's): claim only
+    relu = (check.get("instance") or {}).get("activation") == "relu"
+    for source in ("claim",) if relu else ("claim", "derivation"):
         src = check.get(source)
         if src and (src.get("singular_values") or {}).get("weights_product"):
             ref = src["singular_values"]["weights_product"]
@@ -256,14 +258,17 @@ def _target_from(pred, source: str, K: int, keys: Sequence[str]) -> Nc2Target | 
 
 def nc2_target(theorem, inst) -> Nc2Target:
     """The Gram target of ``theorem`` on ``inst``: the claim's (W W^T first, then the class means, then the
-    post-activation class means), else the exact derivation's; ``Nc2Target(None)`` when neither states one."""
+    post-activation class means, then the shape claim "of_post"), else the exact derivation's;
+    ``Nc2Target(None)`` when neither states one."""
     from ncverify.theory.derive import derive
     from ncverify.theory.errors import TheoryInputError
 
     theorem.prepare()
     keys = ("WWT", "HbarTHbar", "H2barTH2bar") if inst.activation is not None else ("WWT", "HbarTHbar")
     found = _target_from(theorem.claim(inst), "claim", inst.K, keys)
-    if found is None:
+    if found is None and inst.activation is not None and "of_post" in theorem.shape_claims:
+        found = Nc2Target("H2barTH2bar", "claim", "OF")  # the stated shape claim: post-activation means form an OF
+    if found is None and inst.activation != "relu":  # a ReLU instance's derivation is the linear model's
         try:
             found = _target_from(derive(theorem.family, inst), "derivation", inst.K, keys)
         except TheoryInputError:
@@ -338,12 +343,45 @@ def nc_along_gd_data(theorems: Sequence, seed: int = 0, iters: int = 3000, every
         return []
     targets = [nc2_target(th, inst) for th, inst in chosen]
     recs = nc_trajectories([inst for _, inst in chosen], targets, seed=seed, iters=iters, every=every)
-    return [_clean({"id": th.id, "instance": inst.cli_flags(), **rec}) for (th, inst), rec in zip(chosen, recs)]
+    out = []
+    for (th, inst), rec in zip(chosen, recs):
+        f = predicted_objective(th, inst)
+        last = rec["objective"][-1] if rec["objective"] else math.nan
+        gap = (last - f) / max(abs(f), 1e-300) if f is not None and math.isfinite(last) else None
+        out.append(_clean({"id": th.id, "instance": inst.cli_flags(), **rec, "predicted_objective": f,
+                           "final_relative_gap": gap}))
+    return out
+
+
+def predicted_objective(theorem, inst) -> float | None:
+    """f* of ``theorem``'s prediction on ``inst``: the claim's, else the exact derivation's (None if neither)."""
+    from ncverify.theory.derive import derive
+    from ncverify.theory.errors import TheoryInputError
+
+    f = theorem.claim(inst).objective
+    if f is None:
+        try:
+            f = derive(theorem.family, inst).objective
+        except TheoryInputError:
+            f = None
+    return None if f is None else float(f)
+
+
+#: a gd run whose last objective lies more than this (relative) above the predicted f* is marked in the legend
+GAP_MARK = 1e-6
+
+
+def _legend_label(rec: dict) -> str:
+    gap = rec.get("final_relative_gap")
+    tail = f"; gd ends {gap:.2g} above f*" if gap is not None and gap > GAP_MARK else ""
+    return f"{rec['id']} ({rec['nc2_target']['label']}{tail})"
 
 
 def nc_along_gd_figure(data: dict, path: Path, seed: int = 0, theorems: Iterable | None = None,
                        records: list[dict] | None = None) -> str | None:
-    """NC1, NC2 (against each theorem's predicted Gram) and NC3 along gd; one style per theorem, shared legend."""
+    """NC1, NC2 (against each theorem's predicted Gram) and NC3 along gd; one style per theorem, shared legend
+    (a run that ends above the predicted f* by more than ``GAP_MARK`` relative is marked: gd stopped at another
+    critical point, so its NC2 need not reach 0)."""
     recs = nc_along_gd_data(run_theorems(data, theorems), seed=seed, results=data.get("_objects")) \
         if records is None else records
     if not recs:
@@ -357,7 +395,7 @@ def nc_along_gd_figure(data: dict, path: Path, seed: int = 0, theorems: Iterable
             y = np.array([np.nan if v is None else v for v in rec[key]], dtype=float)
             y = np.where(np.isfinite(y), np.maximum(y, 1e-17), np.nan)
             line, = ax.semilogy(rec["it"], y, lw=1.2, ms=4, markevery=every, **st,
-                                label=f"{rec['id']} ({rec['nc2_target']['label']})")
+                                label=_legend_label(rec))
         handles.append(line)
     for ax, title in zip(axes, ("NC1 of the features (post-ReLU for the ReLU model)",
                                 "NC2: the stated Gram vs the theorem's predicted Gram",
@@ -365,7 +403,8 @@ def nc_along_gd_figure(data: dict, path: Path, seed: int = 0, theorems: Iterable
         ax.set_title(title, fontsize=9)
         ax.set_xlabel("gd iteration (lr 0.1, momentum 0.9)", fontsize=8)
     fig.legend(handles=handles, loc="lower center", ncol=min(3, len(handles)), fontsize=7,
-               title="theorem (NC2 target: Gram vs claimed / derived geometry)", title_fontsize=7)
+               title="theorem (NC2 target: Gram vs claimed / derived geometry; relative gap of gd's last objective "
+                     "above the predicted f* when > 1e-6)", title_fontsize=7)
     rows = (len(handles) + 2) // 3
     fig.suptitle("NC metrics along gd, one balanced example per theorem (W = W_2 for the ReLU model; "
                  "a curve ends where W or the class means reach 0)", fontsize=10)

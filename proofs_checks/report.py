@@ -272,8 +272,9 @@ def markdown(data: dict, figures: list[str]) -> str:
 
 
 def _theorem_section(t: dict) -> list[str]:
-    lines = [f"### `{t['id']}`: {t['title']}", "",
-             f"**{t['verdict']}** (recorded: {t['expected_verdict']}) — {' '.join(t['reason'].split())}", "",
+    ce = t["counterexample"]
+    why = "" if ce else f" — {' '.join(t['reason'].split())}"  # a refutation's reason is its counterexample's
+    lines = [f"### `{t['id']}`: {t['title']}", "", f"**{t['verdict']}** (recorded: {t['expected_verdict']}){why}", "",
              f"- Source: {t['source']}",
              f"- Coverage: {t['instances_tried']} instances searched, {t['numeric_checks']} of them with full numerics"]
     w = t["worst"]
@@ -282,15 +283,14 @@ def _theorem_section(t: dict) -> list[str]:
                      f"{_fmt(w['tolerance'])}")
     if t["region"]:
         lines.append(f"- Recorded region where the claim fails: {t['region']}")
-    ce = t["counterexample"]
     if ce:
         lines += [f"- Counterexample: {' '.join(ce['reason'].split())}", f"- Reproduce: `{ce['reproduce']}`"]
     if t["checks"]:
         lines += ["", f"<details><summary>{len(t['checks'])} numeric checks (evidence in results.json)</summary>", "",
                   "| instance | verdict | s | reason |", "|---|---|---|---|"]
         for c in t["checks"]:
-            lines.append(f"| `{cell(_instance_short(c['instance']))}` | {c['verdict']} | {c['seconds']:.1f} | "
-                         f"{cell(c['reason'], 140)} |")
+            why = "matched within derived tolerances" if c["verdict"] == "verified" else cell(c["reason"], 140)
+            lines.append(f"| `{cell(_instance_short(c['instance']))}` | {c['verdict']} | {c['seconds']:.1f} | {why} |")
         lines += ["", "</details>"]
     return lines + [""]
 
@@ -335,8 +335,11 @@ def lemma_section(data: dict) -> list[str]:
         if r.get("finding"):
             lines.append(f"- **Finding**: {r['finding']}")
         if r.get("counterexample"):
-            lines.append("- Smallest counterexample:")
-            lines += counterexample_lines(r["counterexample"], "  ")
+            full = counterexample_lines(r["counterexample"], "  ")
+            lines += ["- Smallest counterexample:"] + full[:2]
+            if full[2:]:
+                lines += ["", "<details><summary>its matrices and exact values</summary>", ""] + full[2:] + \
+                         ["", "</details>", ""]
         else:
             lines.append(f"- Reason: {' '.join(r['reason'].split())}")
         lines.append(f"- Reproduce: `{r['reproduce']}`")
@@ -362,7 +365,7 @@ def ce_geometry_markdown() -> list[str]:
              f"| K | M | winner for ell -> {ce_codes.PHASE_RANGE[0]:g} | changes of the global geometry (ell*: new winner) |",
              "|---|---|---|---|"]
     for (K, M), e in sorted(table.items()):
-        ch = "; ".join(f"{c['ell'][:10]}: {c['right']}" + ("" if c["certified"] else " (not certified)")
+        ch = "; ".join(f"{float(c['ell']):.6g}: {c['right']}" + ("" if c["certified"] else " (not certified)")
                        for c in e["crossings"])
         lines.append(f"| {K} | {M} | {cell(e['winner_at_lo'])} | {cell(ch)} |")
     return lines + ["", "</details>", ""]
