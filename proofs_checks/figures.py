@@ -1,9 +1,24 @@
-"""Figures of the report (matplotlib, Agg backend): predicted vs numeric singular values, NC metrics
-along the gd iterations (the papers' protocol), and a phase diagram with numeric verdicts."""
+"""Figures of the report (matplotlib, Agg backend).
+
+* ``singular_values.png``: predicted (claim, else derivation) vs numeric singular values of W = W_M...W_1, one
+  panel per theorem, one style and legend entry per checked instance;
+* ``nc_along_gd.png``: NC1, NC2, NC3 along the papers' momentum gd, one balanced example per theorem; NC2 is
+  measured against the Gram matrix the theorem's own prediction states for that instance (``nc2_target``);
+* ``phase_diagram.png`` (when ``dang2023.mse-deep`` ran): its derived boundaries with numeric verdicts;
+* ``ce_geometry_phases.png`` (when a deep CE theorem ran): the recorded deep CE phase table;
+* ``figures.json``: the numbers each figure plots (the curves, their NC2 targets, the singular-value pairs).
+
+Theorems are looked up in the catalogue the run used (``theorems`` or the run's result objects), never only in
+the shipped one, so a user's ``--theorems FILE`` gets every figure too.
+"""
 from __future__ import annotations
 
+import json
+import math
+import textwrap
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
+from typing import Any, Callable, Iterable, Sequence
 
 import matplotlib
 import matplotlib.patches  # noqa: F401  (legend patches)
@@ -14,20 +29,389 @@ import numpy as np  # noqa: E402
 
 COLORS = {"verified": "tab:green", "refuted": "tab:red", "inconclusive": "tab:orange"}
 
+#: progress callback of the figure phase: (message, figures done, figures planned)
+FigureProgress = Callable[[str, int, int], None]
 
-def make_all(data: dict, out: Path, seed: int = 0, progress: Callable[[str], None] | None = None) -> list[str]:
+_PALETTE = tuple(plt.get_cmap("tab10").colors)
+_LINESTYLES = ("-", "--", "-.", ":")
+_MARKERS = ("o", "s", "^", "v", "D", "x", "+")
+#: curve_style(i) differs from curve_style(j) for all 0 <= i < j < STYLES (lcm of 10 colours, 4 line styles, 7 markers)
+STYLES = 140
+
+
+def curve_style(i: int) -> dict[str, Any]:
+    """The matplotlib style of curve ``i``: colour, line style and marker all change with i, so the first
+    ``STYLES`` curves have pairwise different (colour, line style, marker) triples."""
+    return {"color": _PALETTE[i % len(_PALETTE)], "linestyle": _LINESTYLES[i % len(_LINESTYLES)],
+            "marker": _MARKERS[i % len(_MARKERS)]}
+
+
+def run_theorems(data: dict, theorems: Iterable | None = None) -> list:
+    """The ``Theorem`` objects of the run's theorems (``data["theorems"]`` ids, in order), looked up in
+    ``theorems`` (the catalogue the run used), then in the run's result objects (``data["_objects"]``), then in
+    the shipped catalogue; an id found nowhere (e.g. a results.json of a user file) is left out."""
+    from ncverify.proofs_checks.catalogue import MUTANTS, THEOREMS
+
+    reg: dict[str, Any] = {}
+    for src in (THEOREMS + MUTANTS, [r.theorem for r in data.get("_objects", [])], list(theorems or [])):
+        reg.update({t.id: t for t in src})
+    return [reg[t["id"]] for t in data["theorems"] if t["id"] in reg]
+
+
+def make_all(data: dict, out: Path, seed: int = 0, progress: FigureProgress | None = None,
+             theorems: Iterable | None = None) -> list[str]:
+    """Draw every figure of the run ``data`` into ``out`` (created); returns the paths of the png files.
+    ``theorems``: the catalogue the run used (shipped plus ``--theorems``); progress(message, done, total)."""
+    out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    say = progress or (lambda m: None)
+    say = progress or (lambda m, i, n: None)
+    ths = run_theorems(data, theorems)
+    ids = {t.id for t in ths}
+    plotted: dict[str, Any] = {}
+
+    def sv() -> str | None:
+        rows = singular_value_rows(data)
+        plotted["singular_values"] = [{"id": tid, "checks": r} for tid, r in rows]
+        return singular_values_figure(data, out / "singular_values.png", rows=rows)
+
+    def nc() -> str | None:
+        recs = nc_along_gd_data(ths, seed=seed, results=data.get("_objects"))
+        plotted["nc_along_gd"] = recs
+        return nc_along_gd_figure(data, out / "nc_along_gd.png", seed=seed, records=recs)
+
+    plan: list[tuple[str, Callable[[], str | None]]] = [("singular values", sv), ("NC metrics along gd", nc)]
+    if "dang2023.mse-deep" in ids:
+        plan.append(("phase diagram of dang2023.mse-deep", lambda: phase_diagram_figure(out / "phase_diagram.png",
+                                                                                      seed=seed)))
+    if any(t.family.startswith("ce-deep") for t in ths):
+        plan.append(("deep CE geometries", lambda: ce_phase_figure(out / "ce_geometry_phases.png")))
     paths = []
-    say("figure: singular values")
-    paths.append(singular_values_figure(data, out / "singular_values.png"))
-    say("figure: NC metrics along gd")
-    paths.append(nc_along_gd_figure(data, out / "nc_along_gd.png", seed=seed))
-    say("figure: phase diagram")
-    paths.append(phase_diagram_figure(out / "phase_diagram.png", seed=seed))
-    say("figure: deep CE geometries")
-    paths.append(ce_phase_figure(out / "ce_geometry_phases.png"))
+    for i, (name, draw) in enumerate(plan):
+        say(f"figure: {name}", i, len(plan))
+        paths.append(draw())
+    (out / "figures.json").write_text(json.dumps(plotted, indent=1, default=_json_default))
+    say("figures done", len(plan), len(plan))
     return [p for p in paths if p]
+
+
+def _json_default(o: Any) -> Any:
+    if isinstance(o, np.ndarray):
+        return o.tolist()
+    try:
+        v = float(o)
+    except (TypeError, ValueError):
+        return str(o)
+    return v if math.isfinite(v) else None
+
+
+def _clean(o: Any) -> Any:
+    """JSON-safe copy: numpy arrays to lists, non-finite floats to None."""
+    if isinstance(o, dict):
+        return {str(k): _clean(v) for k, v in o.items()}
+    if isinstance(o, (list, tuple)):
+        return [_clean(v) for v in o]
+    if isinstance(o, np.ndarray):
+        return _clean(o.tolist())
+    if isinstance(o, (float, np.floating)):
+        return float(o) if math.isfinite(o) else None
+    if isinstance(o, np.integer):
+        return int(o)
+    return o
+
+
+# ---------------------------------------------------------------------------------------------
+# predicted vs numeric singular values
+# ---------------------------------------------------------------------------------------------
+def _sv_pairs(check: dict) -> dict | None:
+    """{"predicted", "numeric", "source"} for the singular values of W: the claim's (else the derivation's)
+    against the numeric minimizer's, both sorted descending (ReLU instances: the claim only); None when either is missing."""
+    num = (check.get("numerics") or {}).get("singular_values") or {}
+    ref, source = None, ""
+    # the derivation of a ReLU instance is the linear model's (its W is not the ReLU network's): claim only
+    relu = (check.get("instance") or {}).get("activation") == "relu"
+    for source in ("claim",) if relu else ("claim", "derivation"):
+        src = check.get(source)
+        if src and (src.get("singular_values") or {}).get("weights_product"):
+            ref = src["singular_values"]["weights_product"]
+            break
+    got = num.get("weights_product")
+    if ref is None or got is None:
+        return None
+    ref = sorted(ref, reverse=True)
+    got = sorted(got, reverse=True)[:len(ref)]
+    got += [0.0] * (len(ref) - len(got))
+    return {"predicted": ref, "numeric": got, "source": source, "verdict": check.get("verdict", ""),
+            "instance": check.get("reproduce", "")}
+
+
+def singular_value_rows(data: dict) -> list[tuple[str, list[dict]]]:
+    """Per theorem of the run (with at least one pair): its id and the ``_sv_pairs`` of its checks."""
+    rows = [(t["id"], [p for c in t["checks"] if (p := _sv_pairs(c))]) for t in data["theorems"]]
+    return [(tid, pairs) for tid, pairs in rows if pairs]
+
+
+def singular_values_figure(data: dict, path: Path, rows: list[tuple[str, list[dict]]] | None = None) -> str | None:
+    """One panel per theorem: numeric vs predicted singular values of W, one style per checked instance
+    (legend: instance number, verdict, and whether the prediction is the claim or the derivation)."""
+    rows = singular_value_rows(data) if rows is None else rows
+    if not rows:
+        return None
+    n = len(rows)
+    cols = min(4, n)
+    nrows = (n + cols - 1) // cols
+    fig, axes = plt.subplots(nrows, cols, figsize=(3.8 * cols, 3.6 * nrows), squeeze=False)
+    for ax, (tid, pairs) in zip(axes.flat, rows):
+        allv = [v for p in pairs for v in p["predicted"] + p["numeric"]]
+        hi = max(allv + [1e-12]) * 1.1
+        ax.plot([0, hi], [0, hi], color="0.6", lw=1, ls="-", label="numeric = predicted")
+        for i, p in enumerate(pairs):
+            st = curve_style(i)
+            ax.scatter(p["predicted"], p["numeric"], s=22, color=st["color"], marker=st["marker"],
+                       label=f"instance {i + 1}: {p['verdict']} (vs {p['source']})")
+        ax.set_title(tid, fontsize=8)
+        ax.set_xlabel("predicted sigma_i(W)", fontsize=8)
+        ax.set_ylabel("numeric sigma_i(W)", fontsize=8)
+        ax.legend(fontsize=5.5, loc="upper left")
+    for ax in list(axes.flat)[n:]:
+        ax.axis("off")
+    fig.suptitle(textwrap.fill("Singular values of W = W_M...W_1: prediction (the claim, else the derivation) vs "
+                               "numeric minimizer (instances in the order of results.json)", 50 * cols), fontsize=9)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return str(path)
+
+
+# ---------------------------------------------------------------------------------------------
+# NC metrics along gd, NC2 against the predicted Gram
+# ---------------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class Nc2Target:
+    """What NC2 is measured against, read off a theorem's prediction for one instance.
+
+    gram: which numeric Gram is compared ("WWT" = W W^T, "HbarTHbar" = class means, centered with a bias;
+      "H2barTH2bar" = post-activation class means; None = the prediction states no Gram);
+    source: "claim" or "derivation"; kind: the stated geometry ("OF", "GOF", "ETF", "general", "zero");
+    matrix: the stated K x K Gram T when its scale or entries are stated (None: only the shape ``kind``);
+    relabel: T holds up to a relabelling of the classes (the distance is minimized over permutations);
+    NC2 = || G/||G||_F - T/||T||_F ||_F (nan when G or T is 0: a predicted collapse has no shape).
+    """
+
+    gram: str | None
+    source: str = ""
+    kind: str = ""
+    matrix: np.ndarray | None = field(default=None, compare=False)
+    relabel: bool = False
+
+    @property
+    def label(self) -> str:
+        from ncverify.theory.prediction import GRAM_NAMES
+
+        if self.gram is None:
+            return "no Gram stated"
+        what = {"claim": "claimed", "derivation": "derived"}.get(self.source, self.source)
+        return f"{GRAM_NAMES.get(self.gram, self.gram)} vs {what} {self.kind}"
+
+    def distance(self, G: np.ndarray) -> float:
+        """NC2 of the numeric Gram ``G`` against this target."""
+        from ncverify.numerics import metrics
+        from ncverify.proofs_checks.verify.stages import relabelled_distance
+
+        if self.gram is None:
+            return math.nan
+        G = np.asarray(G, dtype=float)
+        if self.matrix is not None:
+            if self.relabel:
+                nG, nT = float(np.linalg.norm(G)), float(np.linalg.norm(self.matrix))
+                if not (nG > 0 and nT > 0 and math.isfinite(nG)):
+                    return math.nan
+                return relabelled_distance(G / nG, self.matrix / nT)[0]
+            return metrics.nc2(G, self.matrix)
+        if self.kind.upper() in ("OF", "ETF"):
+            return metrics.nc2(G, self.kind.upper())
+        if self.kind.upper() == "GOF":
+            return metrics.nc2_diagonal(G)
+        return math.nan
+
+    def to_json(self) -> dict:
+        return {"gram": self.gram, "source": self.source, "kind": self.kind, "relabel": self.relabel,
+                "matrix": None if self.matrix is None else self.matrix.tolist(), "label": self.label}
+
+
+def _target_from(pred, source: str, K: int, keys: Sequence[str]) -> Nc2Target | None:
+    from ncverify.proofs_checks.verify.stages import gram_from_target
+
+    for key in keys:
+        t = pred.gram_targets.get(key)
+        if t is None:
+            continue
+        if t.relabel and t.matrix is not None:
+            M = np.array([[float(x) for x in r] for r in t.matrix])
+            return Nc2Target(key, source, t.kind, M, relabel=True)
+        M = gram_from_target(t, K)
+        if M is not None:
+            return Nc2Target(key, source, t.kind, M)
+        if t.kind.upper() in ("OF", "ETF", "GOF"):
+            return Nc2Target(key, source, t.kind.upper())
+    return None
+
+
+def nc2_target(theorem, inst) -> Nc2Target:
+    """The Gram target of ``theorem`` on ``inst``: the claim's (W W^T first, then the class means, then the
+    post-activation class means, then the shape claim "of_post"), else the exact derivation's;
+    ``Nc2Target(None)`` when neither states one."""
+    from ncverify.theory.derive import derive
+    from ncverify.theory.errors import TheoryInputError
+
+    theorem.prepare()
+    keys = ("WWT", "HbarTHbar", "H2barTH2bar") if inst.activation is not None else ("WWT", "HbarTHbar")
+    found = _target_from(theorem.claim(inst), "claim", inst.K, keys)
+    if found is None and inst.activation is not None and "of_post" in theorem.shape_claims:
+        found = Nc2Target("H2barTH2bar", "claim", "OF")  # the stated shape claim: post-activation means form an OF
+    if found is None and inst.activation != "relu":  # a ReLU instance's derivation is the linear model's
+        try:
+            found = _target_from(derive(theorem.family, inst), "derivation", inst.K, keys)
+        except TheoryInputError:
+            found = None
+    return found or Nc2Target(None)
+
+
+def nc_trajectories(insts: list, targets: Sequence[Nc2Target], seed: int = 0, iters: int = 3000,
+                    every: int = 50) -> list[dict]:
+    """NC metrics along one gd run per instance (lr 0.1, momentum 0.9, init N(0, 0.1^2) from seed ``seed``), all
+    runs in one batched solve (``numerics.batched``), measured every ``every`` steps.
+
+    NC1 of the features (post-activation s(W_1 H) for the ReLU model, else H); NC2 of the Gram ``targets[i]``
+    names against the Gram it states (``Nc2Target.distance``); NC3 duality of the classifier (W_2 for the ReLU
+    model, else W = W_M...W_1) and the class means (centered with a bias or a loss other than MSE)."""
+    import torch
+
+    from ncverify.numerics import batched, metrics, models
+    from ncverify.proofs_checks.verify.stages import _grams
+
+    if len(targets) != len(insts):
+        raise ValueError(f"need one NC2 target per instance, got {len(targets)} for {len(insts)}")
+    problems = [batched.Problem(i, models.init_params(i, torch.Generator().manual_seed(seed)), seed=seed, kind="std 0.1")
+                for i in insts]
+    runs = batched.solve_problems(problems, solver="gd", max_iter=iters, grad_tol=0.0, snapshot_every=every)
+    out = []
+    for inst, target, run in zip(insts, targets, runs):
+        rec: dict[str, Any] = {"it": [], "nc1": [], "nc2": [], "nc3": [], "objective": [],
+                               "nc2_target": target.to_json()}
+        center = inst.bias or inst.loss != "mse"
+        for it, x in run.snapshots or []:
+            p = models.Params.unflatten(inst, x).to_numpy()
+            G = _grams(inst, p)
+            if inst.activation == "relu":
+                feats, W = G["H2"], metrics.product(p["weights"][1:])
+            else:
+                feats, W = p["H"], G["W"]
+            Hbar = metrics.class_means(feats, inst.counts)
+            if center:
+                Hbar = Hbar - Hbar.mean(axis=1, keepdims=True)
+            rec["it"].append(it)
+            rec["nc1"].append(metrics.nc1(feats, inst.counts))
+            rec["nc2"].append(target.distance(G[target.gram]) if target.gram in G else math.nan)
+            rec["nc3"].append(metrics.nc3_duality(W, Hbar))
+            rec["objective"].append(run.history[it] if it < len(run.history) else math.nan)
+        out.append(rec)
+    return out
+
+
+def nc_trajectory(inst, target: Nc2Target, seed: int = 0, iters: int = 3000, every: int = 50) -> dict:
+    """``nc_trajectories`` of one instance."""
+    return nc_trajectories([inst], [target], seed=seed, iters=iters, every=every)[0]
+
+
+def example_instance(theorem, results: Sequence | None = None):
+    """The instance a figure shows for ``theorem``: its first balanced example, else its first example, else the
+    first instance the run checked with full numerics (``results``: the run's ``TheoremResult`` objects)."""
+    if theorem.examples:
+        return next((e for e in theorem.examples if e.balanced), theorem.examples[0])
+    for r in results or []:
+        if r.theorem.id == theorem.id and r.checks:
+            return r.checks[0].instance
+    return None
+
+
+def nc_along_gd_data(theorems: Sequence, seed: int = 0, iters: int = 3000, every: int = 50,
+                     results: Sequence | None = None) -> list[dict]:
+    """The curves of ``nc_along_gd.png``: per theorem (with an instance to show) {"id", "instance" (its flags),
+    "it", "nc1", "nc2", "nc3", "objective", "nc2_target"} (``nc_trajectories``; NC2 against ``nc2_target``)."""
+    chosen = [(th, inst) for th in theorems if (inst := example_instance(th, results)) is not None]
+    if not chosen:
+        return []
+    targets = [nc2_target(th, inst) for th, inst in chosen]
+    recs = nc_trajectories([inst for _, inst in chosen], targets, seed=seed, iters=iters, every=every)
+    out = []
+    for (th, inst), rec in zip(chosen, recs):
+        f = predicted_objective(th, inst)
+        last = rec["objective"][-1] if rec["objective"] else math.nan
+        gap = (last - f) / max(abs(f), 1e-300) if f is not None and math.isfinite(last) else None
+        out.append(_clean({"id": th.id, "instance": inst.cli_flags(), **rec, "predicted_objective": f,
+                           "final_relative_gap": gap}))
+    return out
+
+
+def predicted_objective(theorem, inst) -> float | None:
+    """f* of ``theorem``'s prediction on ``inst``: the claim's, else the exact derivation's (None if neither)."""
+    from ncverify.theory.derive import derive
+    from ncverify.theory.errors import TheoryInputError
+
+    f = theorem.claim(inst).objective
+    if f is None:
+        try:
+            f = derive(theorem.family, inst).objective
+        except TheoryInputError:
+            f = None
+    return None if f is None else float(f)
+
+
+#: a gd run whose last objective lies more than this (relative) above the predicted f* is marked in the legend
+GAP_MARK = 1e-6
+
+
+def _legend_label(rec: dict) -> str:
+    gap = rec.get("final_relative_gap")
+    tail = f"; gd ends {gap:.2g} above f*" if gap is not None and gap > GAP_MARK else ""
+    return f"{rec['id']} ({rec['nc2_target']['label']}{tail})"
+
+
+def nc_along_gd_figure(data: dict, path: Path, seed: int = 0, theorems: Iterable | None = None,
+                       records: list[dict] | None = None) -> str | None:
+    """NC1, NC2 (against each theorem's predicted Gram) and NC3 along gd; one style per theorem, shared legend
+    (a run that ends above the predicted f* by more than ``GAP_MARK`` relative is marked: gd stopped at another
+    critical point, so its NC2 need not reach 0)."""
+    recs = nc_along_gd_data(run_theorems(data, theorems), seed=seed, results=data.get("_objects")) \
+        if records is None else records
+    if not recs:
+        return None
+    fig, axes = plt.subplots(1, 3, figsize=(15, 4.6))
+    handles = []
+    for i, rec in enumerate(recs):
+        st = curve_style(i)
+        every = max(1, len(rec["it"]) // 8)
+        for ax, key in zip(axes, ("nc1", "nc2", "nc3")):
+            y = np.array([np.nan if v is None else v for v in rec[key]], dtype=float)
+            y = np.where(np.isfinite(y), np.maximum(y, 1e-17), np.nan)
+            line, = ax.semilogy(rec["it"], y, lw=1.2, ms=4, markevery=every, **st,
+                                label=_legend_label(rec))
+        handles.append(line)
+    for ax, title in zip(axes, ("NC1 of the features (post-ReLU for the ReLU model)",
+                                "NC2: the stated Gram vs the theorem's predicted Gram",
+                                "NC3 duality ||W/|W| - Hbar^T/|Hbar|||")):
+        ax.set_title(title, fontsize=9)
+        ax.set_xlabel("gd iteration (lr 0.1, momentum 0.9)", fontsize=8)
+    fig.legend(handles=handles, loc="lower center", ncol=min(3, len(handles)), fontsize=7,
+               title="theorem (NC2 target: Gram vs claimed / derived geometry; relative gap of gd's last objective "
+                     "above the predicted f* when > 1e-6)", title_fontsize=7)
+    rows = (len(handles) + 2) // 3
+    fig.suptitle("NC metrics along gd, one balanced example per theorem (W = W_2 for the ReLU model; "
+                 "a curve ends where W or the class means reach 0)", fontsize=10)
+    fig.tight_layout(rect=(0, min(0.5, 0.06 + 0.05 * rows), 1, 0.95))
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return str(path)
 
 
 def ce_phase_figure(path: Path) -> str | None:
@@ -69,115 +453,6 @@ def ce_phase_figure(path: Path) -> str | None:
     fig.suptitle("Deep linear CE: globally optimal class-mean logit geometry (black: simplex ETF; red ticks: "
                  "certified boundaries)", fontsize=10)
     fig.tight_layout(rect=(0, 0.12, 1, 0.96))
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return str(path)
-
-
-def _sv_pairs(check: dict) -> tuple[list[float], list[float]] | None:
-    num = (check.get("numerics") or {}).get("singular_values") or {}
-    ref = None
-    for src in (check.get("claim"), check.get("derivation")):
-        if src and (src.get("singular_values") or {}).get("weights_product"):
-            ref = src["singular_values"]["weights_product"]
-            break
-    got = num.get("weights_product")
-    if ref is None or got is None:
-        return None
-    ref = sorted(ref, reverse=True)
-    got = sorted(got, reverse=True)[:len(ref)]
-    got += [0.0] * (len(ref) - len(got))
-    return ref, got
-
-
-def singular_values_figure(data: dict, path: Path) -> str | None:
-    rows = [(t["id"], [p for c in t["checks"] if (p := _sv_pairs(c))]) for t in data["theorems"]]
-    rows = [(tid, pairs) for tid, pairs in rows if pairs]
-    if not rows:
-        return None
-    n = len(rows)
-    cols = min(4, n)
-    fig, axes = plt.subplots((n + cols - 1) // cols, cols, figsize=(3.6 * cols, 3.3 * ((n + cols - 1) // cols)), squeeze=False)
-    for ax, (tid, pairs) in zip(axes.flat, rows):
-        allv = [v for ref, got in pairs for v in ref + got]
-        hi = max(allv + [1e-12]) * 1.1
-        ax.plot([0, hi], [0, hi], color="0.7", lw=1)
-        for ref, got in pairs:
-            ax.scatter(ref, got, s=18)
-        ax.set_title(tid, fontsize=8)
-        ax.set_xlabel("predicted sigma(W)", fontsize=8)
-        ax.set_ylabel("numeric sigma(W)", fontsize=8)
-    for ax in list(axes.flat)[n:]:
-        ax.axis("off")
-    fig.suptitle("Singular values of W = W_M...W_1: claim (or derivation) vs numeric minimizer")
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return str(path)
-
-
-def nc_trajectories(insts: list, seed: int = 0, iters: int = 3000, every: int = 50) -> list[dict]:
-    """NC metrics along one gd run per instance (lr 0.1, momentum 0.9, init N(0, 0.1^2) from seed ``seed``), all
-    runs in one batched solve (``numerics.batched``), measured every ``every`` steps.
-
-    Features and classifier as the claims use them: H and W = W_M...W_1 for the deep linear model;
-    the post-ReLU features s(W_1 H) and W_2 for the ReLU model. NC2 target: OF (ETF with a bias or CE)."""
-    import torch
-
-    from ncverify.numerics import batched, metrics, models
-
-    problems = [batched.Problem(i, models.init_params(i, torch.Generator().manual_seed(seed)), seed=seed, kind="std 0.1")
-                for i in insts]
-    runs = batched.solve_problems(problems, solver="gd", max_iter=iters, grad_tol=0.0, snapshot_every=every)
-    out = []
-    for inst, run in zip(insts, runs):
-        rec: dict[str, list] = {"it": [], "nc1": [], "nc2_W": [], "nc3": [], "objective": []}
-        target = "ETF" if (inst.bias or inst.loss == "ce") else "OF"
-        for it, x in run.snapshots or []:
-            p = models.Params.unflatten(inst, x).to_numpy()
-            if inst.activation == "relu":
-                feats = np.maximum(p["weights"][0] @ p["H"], 0.0)
-                W = metrics.product(p["weights"][1:])
-            else:
-                feats, W = p["H"], metrics.product(p["weights"])
-            Hbar = metrics.class_means(feats, inst.counts)
-            if target == "ETF":
-                Hbar = Hbar - Hbar.mean(axis=1, keepdims=True)
-            rec["it"].append(it)
-            rec["nc1"].append(metrics.nc1(feats, inst.counts))
-            rec["nc2_W"].append(metrics.nc2(W @ W.T, target))
-            rec["nc3"].append(metrics.nc3_duality(W, Hbar))
-            rec["objective"].append(run.history[it] if it < len(run.history) else float("nan"))
-        out.append(rec)
-    return out
-
-
-def nc_trajectory(inst, seed: int = 0, iters: int = 3000, every: int = 50) -> dict:
-    """``nc_trajectories`` of one instance."""
-    return nc_trajectories([inst], seed=seed, iters=iters, every=every)[0]
-
-
-def nc_along_gd_figure(data: dict, path: Path, seed: int = 0) -> str | None:
-    from ncverify.proofs_checks.catalogue import by_id
-
-    ths = [by_id(t["id"]) for t in data["theorems"]]
-    ths = [t for t in ths if t.examples]
-    if not ths:
-        return None
-    fig, axes = plt.subplots(1, 3, figsize=(14, 4))
-    insts = [next((e for e in th.examples if e.balanced), th.examples[0]) for th in ths]
-    for th, rec in zip(ths, nc_trajectories(insts, seed=seed)):
-        for ax, key in zip(axes, ("nc1", "nc2_W", "nc3")):
-            y = np.maximum(np.array(rec[key], dtype=float), 1e-17)
-            ax.semilogy(rec["it"], y, label=th.id)
-    for ax, title in zip(axes, ("NC1 of the features (post-ReLU for the ReLU model)",
-                                "NC2 of W W^T vs OF (ETF with a bias or CE)",
-                                "NC3 duality ||W/|W| - Hbar^T/|Hbar|||")):
-        ax.set_title(title, fontsize=9)
-        ax.set_xlabel("gd iteration (lr 0.1, momentum 0.9)")
-    axes[0].legend(fontsize=6)
-    fig.suptitle("NC metrics along gd, one balanced example per theorem (W = W_2 for the ReLU model)", fontsize=10)
-    fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
     return str(path)

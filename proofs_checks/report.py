@@ -1,40 +1,84 @@
-"""``ncverify run``: verify the whole catalogue (and the seeded mutants) and write the report directory.
+"""``ncverify run``: verify the catalogue (and the seeded mutants, and the lemmas) and write the report directory.
 
-report.md    -- per theorem: source, instances tried, verdict (and the recorded one), worst error
-                against its tolerance, counterexample with the command that reproduces it; the mutants line.
-results.json -- the same data: {"theorems": [...], "mutants": {"caught": k, "total": m, ...}, "lemmas": [...],
-                "wrong_lemmas": {"caught": k, "total": m, ...}, ...} (lemma section: ``proofs_checks.lemmas``).
-figures/     -- predicted vs numeric singular values; NC metrics along gd iterations; a phase diagram.
+report.md    -- one concise page: a summary table first (theorem, verdict, recorded verdict, coverage, worst error
+                against its tolerance), then per theorem the verdict, coverage, worst error, counterexample with the
+                command that reproduces it (the checked instances folded in ``<details>``); the mutants; the lemmas;
+                the figures. Everything else is in results.json.
+results.json -- the same data in full (``SCHEMA_VERSION``; keys below).
+figures/     -- the png files of ``proofs_checks.figures`` and ``figures.json`` (the numbers they plot).
+
+The directory is written atomically enough that a failure never leaves a half-written report: everything is
+first written into a temporary directory inside ``out``, then moved into place (figures/, results.json, and
+report.md last); on any error the temporary directory is removed and the previous report stays as it was.
+
+results.json keys (schema_version 1; the number changes only when a key is removed or changes meaning):
+  schema_version (int), suite_version (``ncverify.__version__``), commit (``git rev-parse HEAD`` of the
+  package's repository when it is a git checkout, else null), commit_dirty (tracked files modified; null
+  without git), created (UTC, ISO 8601), command (the command line that reproduces the run, or null), python,
+  platform, versions ({"torch", "sympy", "mpmath", "numpy", "hypothesis", "matplotlib"}: installed versions),
+  budget, seed, solver, seconds,
+  theorems: [{id, title, source, provenance, verdict, expected_verdict, matches_record, reason, instances_tried,
+              numeric_checks, worst {check, quantity, status, error, tolerance, origin, detail} | null,
+              counterexample {instance, reproduce, reason, verdict} | null, region, mutant_of, mutation,
+              checks: [{theorem, instance, verdict, reason, evidence, claim, derivation, numerics, seconds,
+              reproduce}], seconds}],
+  mutants: {caught, total, missed: [id], results: [same rows as theorems]},
+  lemmas, wrong_lemmas, lemma_findings, lemma_seconds (when the lemmas ran; ``proofs_checks.lemmas``),
+  changed_verdicts: [theorem id or "lemma:<id>" whose verdict differs from the record].
 """
 from __future__ import annotations
 
+import datetime as _dt
 import json
 import math
+import os
+import platform
+import re
+import shlex
+import shutil
+import subprocess
+import tempfile
 import time
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Callable
+from typing import Any, Callable, Iterable, Iterator
 
-from ncverify.proofs_checks.statement import Theorem
 from ncverify.proofs_checks.search import Budget, TheoremResult, search_theorem
+from ncverify.proofs_checks.statement import Theorem
+
+#: results.json format version: bumped only on an incompatible change (a key removed or changing meaning)
+SCHEMA_VERSION = 1
+
+#: the phases of a run, in order, as the progress callback names them
+PHASES = ("theorems", "mutants", "lemmas", "figures", "writing")
+
+#: progress(phase, message, done, total): ``phase`` one of PHASES, ``done`` of ``total`` steps of that phase
+RunProgress = Callable[[str, str, int, int], None]
 
 
+# ---------------------------------------------------------------------------------------------
+# running
+# ---------------------------------------------------------------------------------------------
 def run_catalogue(theorems: list[Theorem], mutants: list[Theorem], budget: Budget, seed: int = 0,
-                  solver: str = "lbfgs", progress: Callable[[str, int, int], None] | None = None,
-                  lemmas: bool = True) -> dict:
-    """Theorem-level verdicts for every theorem and mutant; returns the results.json structure.
-    ``lemmas``: also check the proof steps used by these theorems (``proofs_checks.lemmas``, same budget
-    name and seed): keys "lemmas", "wrong_lemmas", "lemma_findings"; lemma verdict changes are added to
-    "changed_verdicts" as "lemma:<id>"."""
+                  solver: str = "lbfgs", progress: RunProgress | None = None, lemmas: bool = True,
+                  command: str | None = None, theorems_file: str | None = None) -> dict:
+    """Theorem-level verdicts for every theorem and mutant; returns the results.json structure (plus the result
+    objects under "_objects", never written).
+
+    lemmas: also check the proof steps used by these theorems (``proofs_checks.lemmas``, same budget name and
+    seed): keys "lemmas", "wrong_lemmas", "lemma_findings"; lemma verdict changes are added to
+    "changed_verdicts" as "lemma:<id>". command: the command line recorded in results.json. theorems_file: the
+    ``--theorems`` file the user theorems came from (their reproduce commands then name it).
+    progress(phase, message, done, total) is called at every step of the phases theorems, mutants, lemmas."""
     t0 = time.perf_counter()
-    todo = list(theorems) + list(mutants)
+    say = progress or (lambda phase, msg, i, n: None)
     results: list[TheoremResult] = []
-    for i, th in enumerate(todo):
-        if progress:
-            progress(th.id, i, len(todo))
-        results.append(search_theorem(th, budget, seed=seed, solver=solver,
-                                      progress=(lambda msg, i=i: progress(msg, i, len(todo))) if progress else None))
-    if progress:
-        progress("done", len(todo), len(todo))
+    for phase, todo in (("theorems", list(theorems)), ("mutants", list(mutants))):
+        for i, th in enumerate(todo):
+            say(phase, th.id, i, len(todo))
+            results.append(search_theorem(th, budget, seed=seed, solver=solver,
+                                          progress=lambda msg, i=i, n=len(todo), ph=phase: say(ph, msg, i, n)))
+        say(phase, "done", len(todo), len(todo))
     thr = [r for r in results if not r.theorem.is_mutant]
     mut = [r for r in results if r.theorem.is_mutant]
     caught = [r for r in mut if r.verdict == "refuted"]
@@ -44,22 +88,118 @@ def run_catalogue(theorems: list[Theorem], mutants: list[Theorem], budget: Budge
         from ncverify.proofs_checks.lemmas import run_lemmas
 
         lem = run_lemmas(budget.name, seed=seed, theorems=[t.id for t in theorems],
-                         progress=(lambda msg, i, n: progress(msg, len(todo), len(todo))) if progress else None)
+                         progress=lambda msg, i, n: say("lemmas", msg, i, n))
         changed += lem["changed_verdicts"]
+    user = _user_ids(theorems + mutants) if theorems_file else set()
+
+    def row(r: TheoremResult) -> dict:
+        d = r.to_json()
+        return _with_theorems_file(d, theorems_file) if r.theorem.id in user else d
+
     return {
+        **run_metadata(command),
         "budget": budget.name, "seed": seed, "solver": solver, "seconds": round(time.perf_counter() - t0, 1),
         **({} if lem is None else {"lemmas": lem["lemmas"], "wrong_lemmas": lem["wrong_lemmas"],
                                    "lemma_findings": lem["findings"], "lemma_seconds": lem["seconds"]}),
-        "theorems": [r.to_json() for r in thr],
+        "theorems": [row(r) for r in thr],
         "mutants": {"caught": len(caught), "total": len(mut),
                     "missed": [r.theorem.id for r in mut if r.verdict != "refuted"],
-                    "results": [r.to_json() for r in mut]},
+                    "results": [row(r) for r in mut]},
         "changed_verdicts": changed,
         "_objects": results,
     }
 
 
-def _fmt(x, digits: int = 3) -> str:
+def _user_ids(ths: Iterable[Theorem]) -> set[str]:
+    """Ids not in the shipped catalogue (they came from a ``--theorems`` file)."""
+    from ncverify.proofs_checks.catalogue import MUTANTS, THEOREMS
+
+    shipped = {t.id for t in THEOREMS + MUTANTS}
+    return {t.id for t in ths if t.id not in shipped}
+
+
+def _with_theorems_file(d: dict, path: str) -> dict:
+    """Reproduce commands of a user theorem name its file: ``ncverify check --theorems FILE ID ...``."""
+    def fix(cmd: str) -> str:
+        return cmd.replace("ncverify check ", f"ncverify check --theorems {shlex.quote(str(path))} ", 1) if cmd else cmd
+
+    for c in d.get("checks", []):
+        c["reproduce"] = fix(c.get("reproduce", ""))
+    if d.get("counterexample"):
+        d["counterexample"]["reproduce"] = fix(d["counterexample"]["reproduce"])
+    return d
+
+
+def command_line(args: Any) -> str:
+    """The ``ncverify run`` command that reproduces a run from its parsed arguments (the defaults spelled out
+    where they matter: budget, seed, solver)."""
+    parts = ["ncverify", "run", "--budget", args.budget, "--seed", str(args.seed), "--solver", args.solver]
+    for flag in ("theorems", "only", "out"):
+        v = getattr(args, flag, None)
+        if v:
+            parts += [f"--{flag}", str(v)]
+    for flag in ("no_figures", "no_lemmas"):
+        if getattr(args, flag, False):
+            parts.append("--" + flag.replace("_", "-"))
+    return " ".join(shlex.quote(p) for p in parts)
+
+
+def git_commit(timeout: float = 2.0) -> tuple[str | None, bool | None]:
+    """(commit, dirty) of the repository the ``ncverify`` package is imported from, when that is a git checkout
+    (a ``.git`` next to the package folder); (None, None) otherwise, without git, or after ``timeout`` s."""
+    import ncverify
+
+    root = Path(ncverify.__file__).resolve().parent.parent
+    if not (root / ".git").exists():
+        return None, None
+    try:
+        head = subprocess.run(["git", "-C", str(root), "rev-parse", "HEAD"], capture_output=True, text=True,
+                              timeout=timeout)
+        if head.returncode != 0 or not re.fullmatch(r"[0-9a-f]{40}", head.stdout.strip()):
+            return None, None
+        st = subprocess.run(["git", "-C", str(root), "status", "--porcelain", "--untracked-files=no"],
+                            capture_output=True, text=True, timeout=timeout)
+        return head.stdout.strip(), (bool(st.stdout.strip()) if st.returncode == 0 else None)
+    except (OSError, subprocess.SubprocessError):
+        return None, None
+
+
+def _version(dist: str) -> str | None:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version(dist)
+    except PackageNotFoundError:
+        return None
+
+
+def run_metadata(command: str | None = None) -> dict:
+    """The provenance keys of results.json (see the module docstring); cheap: no heavy import."""
+    import ncverify
+
+    commit, dirty = git_commit()
+    return {
+        "schema_version": SCHEMA_VERSION, "suite_version": ncverify.__version__, "commit": commit,
+        "commit_dirty": dirty, "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+        "command": command, "python": platform.python_version(), "platform": platform.platform(),
+        "versions": {d: _version(d) for d in ("torch", "sympy", "mpmath", "numpy", "hypothesis", "matplotlib")},
+    }
+
+
+# ---------------------------------------------------------------------------------------------
+# markdown
+# ---------------------------------------------------------------------------------------------
+def cell(x: Any, limit: int | None = None) -> str:
+    """Text for one markdown table cell: one line, pipes escaped (``||Z||_*`` -> ``\\|\\|Z\\|\\|_*``), cut at a
+    word boundary (never inside a number) after ``limit`` characters."""
+    s = " ".join(str(x).split())
+    if limit is not None and len(s) > limit:
+        cut = s.rfind(" ", 0, limit)
+        s = s[:cut if cut > 0 else limit].rstrip(",;:") + " …"
+    return s.replace("|", "\\|")
+
+
+def _fmt(x: Any, digits: int = 3) -> str:
     if x is None:
         return "-"
     if isinstance(x, float):
@@ -67,55 +207,151 @@ def _fmt(x, digits: int = 3) -> str:
     return str(x)
 
 
-def write_markdown(data: dict, path: Path, figures: list[str]) -> None:
-    lines = ["# ncverify report", "",
-             f"Budget `{data['budget']}`, seed {data['seed']}, solver `{data['solver']}`, {data['seconds']} s.", "",
-             "Verdicts: **verified** = an independent multi-start float64 minimizer matched the claim within derived "
-             "tolerances (and the claim agreed with the exact derivation); **refuted** = a counterexample, with the "
-             "command that reproduces it; **inconclusive** = the numerics could not settle it (reason given).", "",
-             "| theorem | verdict | recorded | instances tried | worst error / tolerance |", "|---|---|---|---|---|"]
-    for t in data["theorems"]:
-        w = t["worst"]
-        ws = "-" if w is None else f"{_fmt(w['error'])} / {_fmt(w['tolerance'])} ({w['quantity']})"
-        lines.append(f"| `{t['id']}` | **{t['verdict']}** | {t['expected_verdict']} | {t['instances_tried']} | {ws} |")
-    m = data["mutants"]
-    lines += ["", f"**Mutants refuted: {m['caught']} of {m['total']}**"
-              + (f" (missed: {', '.join(m['missed'])})" if m["missed"] else ""), ""]
-    if data["changed_verdicts"]:
-        lines += [f"**Changed verdicts (differ from the record): {', '.join(data['changed_verdicts'])}**", ""]
-    for t in data["theorems"]:
-        lines += [f"## {t['id']}: {t['title']}", "", f"- Source: {t['source']}", f"- Provenance: {t['provenance']}",
-                  f"- Verdict: **{t['verdict']}** (recorded: {t['expected_verdict']}) — {t['reason']}",
-                  f"- Instances tried: {t['instances_tried']} ({t['numeric_checks']} with full numerics)"]
-        w = t["worst"]
-        if w is not None:
-            lines.append(f"- Worst compared quantity: {w['quantity']}: error {_fmt(w['error'])} vs tolerance "
-                         f"{_fmt(w['tolerance'])} ({w['origin']})")
-        if t["region"]:
-            lines.append(f"- Recorded region where the claim fails: {t['region']}")
-        ce = t["counterexample"]
-        if ce:
-            lines += [f"- Counterexample: {ce['reason']}", f"  - reproduce: `{ce['reproduce']}`"]
-        lines.append("")
-        lines += ["| instance | verdict | seconds | reason |", "|---|---|---|---|"]
-        for c in t["checks"]:
-            lines.append(f"| `{_instance_short(c['instance'])}` | {c['verdict']} | {c['seconds']} | {c['reason']} |")
-        lines.append("")
-    lines += ["## Mutants (seeded wrong claims)", "", "| mutant | mutation | verdict | reason |", "|---|---|---|---|"]
-    for r in m["results"]:
-        lines.append(f"| `{r['id']}` | {r['mutation']} | {r['verdict']} | {r['reason'][:160]} |")
-    from ncverify.proofs_checks.lemmas import lemma_markdown
+def _worst_text(w: dict | None) -> str:
+    if w is None:
+        return "-"
+    ok = w["error"] is not None and w["tolerance"] is not None and w["error"] <= w["tolerance"]
+    return f"{_fmt(w['error'])} {'≤' if ok else '>'} {_fmt(w['tolerance'])} ({w['quantity']})"
 
-    lines += [""] + lemma_markdown(data)
-    lines += [""] + ce_geometry_markdown()
+
+def _coverage(t: dict) -> str:
+    return f"{t['instances_tried']} instances, {t['numeric_checks']} numeric"
+
+
+def _run_line(data: dict) -> list[str]:
+    bits = [f"budget `{data['budget']}`", f"seed {data['seed']}", f"solver `{data['solver']}`", f"{data['seconds']} s"]
+    if data.get("suite_version"):
+        bits.append(f"ncverify {data['suite_version']}")
+    if data.get("commit"):
+        bits.append(f"commit `{data['commit'][:12]}`" + (" (modified)" if data.get("commit_dirty") else ""))
+    if data.get("created"):
+        bits.append(data["created"])
+    out = [", ".join(bits) + "."]
+    if data.get("command"):
+        out.append(f"Reproduce the run: `{data['command']}`")
+    return out
+
+
+def markdown(data: dict, figures: list[str]) -> str:
+    """report.md of a run (``data``: the results.json structure; ``figures``: png paths relative to the report)."""
+    ths = data["theorems"]
+    m = data["mutants"]
+    counts = {v: sum(t["verdict"] == v for t in ths) for v in ("verified", "refuted", "inconclusive")}
+    lines = ["# ncverify report", ""] + _run_line(data) + [""]
+    head = (f"**{len(ths)} theorem{'s' if len(ths) != 1 else ''}: {counts['verified']} verified, {counts['refuted']} "
+            f"refuted, {counts['inconclusive']} inconclusive.** Mutants refuted: {m['caught']} of {m['total']}.")
+    if data.get("lemmas"):
+        w = data.get("wrong_lemmas") or {}
+        head += (f" Lemmas holding: {sum(r['verdict'] == 'holds' for r in data['lemmas'])} of {len(data['lemmas'])};"
+                 f" wrong lemmas caught: {w.get('caught', 0)} of {w.get('total', 0)}.")
+    lines.append(head)
+    if data["changed_verdicts"]:
+        lines.append(f"**Verdicts that differ from the record: {', '.join(data['changed_verdicts'])}**")
+    else:
+        lines.append("Every verdict equals the recorded one.")
+    lines += ["", "**verified** = an independent multi-start float64 minimizer matched the claim within derived "
+              "tolerances and the claim agreed with the exact derivation; **refuted** = a counterexample (below, "
+              "with the command that reproduces it); **inconclusive** = the numerics could not settle it. Coverage "
+              "= instances searched (claim vs exact derivation and the constructed claimed point) and, of these, "
+              "checked with full numerics.", "",
+              "| theorem | verdict | recorded | coverage | worst error vs tolerance |", "|---|---|---|---|---|"]
+    for t in ths:
+        mark = "" if t["verdict"] == t["expected_verdict"] else " ⚠"
+        lines.append(f"| `{cell(t['id'])}` | **{t['verdict']}**{mark} | {t['expected_verdict']} | {_coverage(t)} | "
+                     f"{cell(_worst_text(t['worst']), 90)} |")
+    lines += ["", "## Theorems", ""]
+    for t in ths:
+        lines += _theorem_section(t)
+    lines += _mutant_section(m)
+    lines += lemma_section(data)
+    if any(t["id"] in ("dang2023.ce-deep", "ce-deep-etf-boundary") for t in ths):
+        lines += ce_geometry_markdown()
     if figures:
-        lines += ["", "## Figures", ""] + [f"![{Path(f).stem}]({f})" for f in figures]
-    path.write_text("\n".join(lines) + "\n")
+        lines += ["## Figures", ""] + [f"![{Path(f).stem}]({f})" for f in figures] + [""]
+    return "\n".join(lines).rstrip() + "\n"
+
+
+def _theorem_section(t: dict) -> list[str]:
+    ce = t["counterexample"]
+    why = "" if ce else f" — {' '.join(t['reason'].split())}"  # a refutation's reason is its counterexample's
+    lines = [f"### `{t['id']}`: {t['title']}", "", f"**{t['verdict']}** (recorded: {t['expected_verdict']}){why}", "",
+             f"- Source: {t['source']}",
+             f"- Coverage: {t['instances_tried']} instances searched, {t['numeric_checks']} of them with full numerics"]
+    w = t["worst"]
+    if w is not None:
+        lines.append(f"- Worst compared quantity: {w['quantity']}: error {_fmt(w['error'])} vs tolerance "
+                     f"{_fmt(w['tolerance'])}")
+    if t["region"]:
+        lines.append(f"- Recorded region where the claim fails: {t['region']}")
+    if ce:
+        lines += [f"- Counterexample: {' '.join(ce['reason'].split())}", f"- Reproduce: `{ce['reproduce']}`"]
+    if t["checks"]:
+        lines += ["", f"<details><summary>{len(t['checks'])} numeric checks (evidence in results.json)</summary>", "",
+                  "| instance | verdict | s | reason |", "|---|---|---|---|"]
+        for c in t["checks"]:
+            why = "matched within derived tolerances" if c["verdict"] == "verified" else cell(c["reason"], 140)
+            lines.append(f"| `{cell(_instance_short(c['instance']))}` | {c['verdict']} | {c['seconds']:.1f} | {why} |")
+        lines += ["", "</details>"]
+    return lines + [""]
+
+
+def _mutant_section(m: dict) -> list[str]:
+    if not m["total"]:
+        return []
+    lines = ["## Mutants (seeded wrong claims)", "",
+             f"**Mutants refuted: {m['caught']} of {m['total']}**"
+             + (f" (missed: {', '.join(m['missed'])})" if m["missed"] else "") + "", "",
+             "<details><summary>every mutant</summary>", "", "| mutant | mutation | verdict |", "|---|---|---|"]
+    for r in m["results"]:
+        lines.append(f"| `{cell(r['id'])}` | {cell(r['mutation'], 100)} | {r['verdict']} |")
+    lines += ["", "</details>", ""]
+    for r in m["results"]:
+        if r["verdict"] != "refuted":
+            lines += [f"- Missed `{r['id']}` ({r['verdict']}): {' '.join(r['reason'].split())}"]
+    return lines + ([""] if m["missed"] else [])
+
+
+def lemma_section(data: dict) -> list[str]:
+    """The concise lemma section: one table, the violated lemmas with their counterexample and reproduce
+    command, the wrong-lemmas line (details: results.json, or ``ncverify lemmas``)."""
+    from ncverify.proofs_checks.lemmas import counterexample_lines, evidence_line
+
+    lemmas, wrong = data.get("lemmas") or [], data.get("wrong_lemmas") or {}
+    if not lemmas and not wrong.get("results"):
+        return []
+    lines = ["## Lemmas (proof steps)", "",
+             "**holds** = every check passed (symbolic where SymPy decides it, else random instances and an "
+             "adversarial search); **violated** = a counterexample beyond the derived float64 tolerance; "
+             "**inconclusive** = a check could not be settled.", "",
+             "| lemma | verdict | recorded | used by | evidence |", "|---|---|---|---|---|"]
+    for r in lemmas:
+        lines.append(f"| `{cell(r['id'])}` | **{r['verdict']}** | {r['expected_verdict']} | "
+                     f"{cell(', '.join(r['used_by']), 80)} | {cell(evidence_line(r), 120)} |")
+    for r in lemmas:
+        if r["verdict"] == "holds" and r["verdict"] == r["expected_verdict"]:
+            continue
+        lines += ["", f"### `{r['id']}`: {r['title']} — **{r['verdict']}** (recorded: {r['expected_verdict']})", "",
+                  f"- Statement: {r['statement']}", f"- Used by: {', '.join(r['used_by'])}"]
+        if r.get("finding"):
+            lines.append(f"- **Finding**: {r['finding']}")
+        if r.get("counterexample"):
+            full = counterexample_lines(r["counterexample"], "  ")
+            lines += ["- Smallest counterexample:"] + full[:2]
+            if full[2:]:
+                lines += ["", "<details><summary>its matrices and exact values</summary>", ""] + full[2:] + \
+                         ["", "</details>", ""]
+        else:
+            lines.append(f"- Reason: {' '.join(r['reason'].split())}")
+        lines.append(f"- Reproduce: `{r['reproduce']}`")
+    if wrong:
+        lines += ["", f"**Wrong lemmas caught: {wrong['caught']} of {wrong['total']}**"
+                  + (f" (missed: {', '.join(wrong['missed'])})" if wrong.get("missed") else "")]
+    return lines + [""]
 
 
 def ce_geometry_markdown() -> list[str]:
-    """The recorded deep CE phase table (theory/golden/ce_phase.json) as a section: per (K, M) the winner at small
-    ell and every certified change of the global geometry."""
+    """The recorded deep CE phase table (theory/golden/ce_phase.json) as a folded section: per (K, M) the winner at
+    small ell and every certified change of the global geometry."""
     from ncverify.theory import ce_codes
 
     table = ce_codes.load_phase_table()
@@ -123,17 +359,16 @@ def ce_geometry_markdown() -> list[str]:
         return []
     lines = ["## Deep linear CE beyond the simplex ETF", "",
              "Global minimizer of the reduced problem F(Zbar) = (1/K) sum_k CE(zbar_k, k) + ((M+1)/2) ell sum_i "
-             "sigma_i(Zbar)^(2/(M+1)), ell = (n lambda_H prod_j lambda_Wj)^(1/(M+1)) (equal lambdas: lambda "
-             "n^(1/(M+1))), over the logit codes of `theory.ce_codes`, cross-checked by the reduced numeric search "
-             "(lemma `ce-codes-global`). Boundaries at 30 digits (certified: the value difference changes sign "
-             "across ell (1 +- 1e-27) at 42 working digits; M = 1 from the closed form).", "",
+             "sigma_i(Zbar)^(2/(M+1)), ell = (n lambda_H prod_j lambda_Wj)^(1/(M+1)), over the logit codes of "
+             "`theory.ce_codes` (lemma `ce-codes-global`); boundaries certified at 30 digits.", "",
+             "<details><summary>the recorded phase table (K = 3..8, M = 1..6)</summary>", "",
              f"| K | M | winner for ell -> {ce_codes.PHASE_RANGE[0]:g} | changes of the global geometry (ell*: new winner) |",
              "|---|---|---|---|"]
     for (K, M), e in sorted(table.items()):
-        ch = "; ".join(f"{c['ell'][:14]}: {c['right']}" + ("" if c["certified"] else " (not certified)")
+        ch = "; ".join(f"{float(c['ell']):.6g}: {c['right']}" + ("" if c["certified"] else " (not certified)")
                        for c in e["crossings"])
-        lines.append(f"| {K} | {M} | {e['winner_at_lo']} | {ch} |")
-    return lines
+        lines.append(f"| {K} | {M} | {cell(e['winner_at_lo'])} | {cell(ch)} |")
+    return lines + ["", "</details>", ""]
 
 
 def _instance_short(d: dict) -> str:
@@ -145,25 +380,86 @@ def _instance_short(d: dict) -> str:
     return s
 
 
+# ---------------------------------------------------------------------------------------------
+# writing the directory
+# ---------------------------------------------------------------------------------------------
+def results_json(data: dict) -> dict:
+    """The results.json structure of ``data`` (without the in-memory objects)."""
+    return {k: v for k, v in data.items() if not k.startswith("_")}
+
+
 def write_report(data: dict, out: Path, figures: bool = True, seed: int = 0,
-                 progress: Callable[[str], None] | None = None) -> list[str]:
-    """Write report.md, results.json and figures/ into ``out``; returns the figure paths."""
+                 progress: RunProgress | None = None, theorems: Iterable[Theorem] | None = None) -> list[str]:
+    """Write report.md, results.json and (``figures``) figures/ into ``out``; returns the figure paths relative
+    to ``out``. ``theorems``: the catalogue the run used (default: the run's own theorem objects). Atomic enough:
+    see the module docstring. progress(phase, message, done, total) for the phases figures and writing."""
+    say = progress or (lambda phase, msg, i, n: None)
+    out = Path(out)
+    created = not out.exists()
     out.mkdir(parents=True, exist_ok=True)
-    figs: list[str] = []
-    if figures:
-        from ncverify.proofs_checks import figures as F
+    stage = Path(tempfile.mkdtemp(prefix=".ncverify-partial-", dir=out))
+    try:
+        figs: list[str] = []
+        if figures:
+            from ncverify.proofs_checks import figures as F
 
-        figs = F.make_all(data, out / "figures", seed=seed, progress=progress)
-        figs = [str(Path(f).relative_to(out)) for f in figs]
-    clean = {k: v for k, v in data.items() if not k.startswith("_")}
-    (out / "results.json").write_text(json.dumps(clean, indent=2, default=_json_default))
-    write_markdown(clean, out / "report.md", figs)
-    return figs
+            paths = F.make_all(data, stage / "figures", seed=seed, theorems=theorems,
+                               progress=lambda msg, i, n: say("figures", msg, i, n))
+            figs = [str(Path(p).relative_to(stage)) for p in paths]
+        clean = results_json(data)
+        steps = (["figures/"] if figures else []) + ["results.json", "report.md"]
+        say("writing", "results.json and report.md", 0, len(steps))
+        (stage / "results.json").write_text(json.dumps(clean, indent=1, default=_json_default) + "\n")
+        (stage / "report.md").write_text(markdown(clean, figs))
+        for i, name in enumerate(steps):  # publish; report.md last
+            say("writing", f"moving {name} into {out}", i, len(steps))
+            if name == "figures/":
+                old = out / "figures"
+                if old.is_dir() and not old.is_symlink():
+                    old.rename(stage / "figures.previous")
+                elif old.exists() or old.is_symlink():
+                    old.unlink()
+                (stage / "figures").rename(old)
+            else:
+                os.replace(stage / name, out / name)
+        say("writing", f"report written to {out}", len(steps), len(steps))
+        return figs
+    except BaseException:
+        if created:
+            shutil.rmtree(out, ignore_errors=True)
+        raise
+    finally:
+        shutil.rmtree(stage, ignore_errors=True)
 
 
-def _json_default(o):
+def _json_default(o: Any) -> Any:
     try:
         v = float(o)
         return v if math.isfinite(v) else None
     except (TypeError, ValueError):
         return str(o)
+
+
+# ---------------------------------------------------------------------------------------------
+# progress on the terminal
+# ---------------------------------------------------------------------------------------------
+@contextmanager
+def rich_progress(console: Any, disable: bool = False) -> Iterator[RunProgress]:
+    """A ``RunProgress`` that shows one bar per phase of the run (theorems, mutants, lemmas, figures, writing), each
+    with the current step's description and its done/total count, on the rich ``console``."""
+    from rich.markup import escape
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    with Progress(TextColumn("[bold]{task.fields[phase]:<8}"), TextColumn("{task.description}", justify="left"),
+                  BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), console=console, disable=disable) as bar:
+        tasks: dict[str, Any] = {}
+
+        def update(phase: str, message: str, done: int, total: int) -> None:
+            text = escape(cell(message, 60).replace("\\|", "|"))
+            if phase not in tasks:
+                if total <= 0:  # an empty phase (no mutants, no lemmas): no bar
+                    return
+                tasks[phase] = bar.add_task(text, total=max(total, 0), phase=phase)
+            bar.update(tasks[phase], description=text, completed=done, total=max(total, 0))
+
+        yield update

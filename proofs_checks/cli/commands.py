@@ -317,25 +317,17 @@ def cmd_run(args: argparse.Namespace) -> int:
     from pathlib import Path
 
     from rich.console import Console
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-    from ncverify.proofs_checks.report import run_catalogue, write_report
+    from ncverify.proofs_checks.report import command_line, rich_progress, run_catalogue, write_report
     from ncverify.proofs_checks.search import Budget
 
     budget, theorems, mutants = _validate_run_args(args)
     err = Console(stderr=True)
-    with Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-                  console=err, transient=False) as progress:
-        task = progress.add_task("catalogue", total=len(theorems) + len(mutants))
-
-        def update(msg: str, i: int, total: int) -> None:
-            progress.update(task, completed=i, description=msg[:70])
-
+    with rich_progress(err) as update:  # one bar per phase: theorems, mutants, lemmas, figures, writing
         data = run_catalogue(theorems, mutants, budget, seed=args.seed, solver=args.solver, progress=update,
-                             lemmas=not args.no_lemmas)
-        progress.update(task, description="figures")
-        write_report(data, Path(args.out), figures=not args.no_figures, seed=args.seed,
-                     progress=lambda m: progress.update(task, description=m))
+                             lemmas=not args.no_lemmas, command=command_line(args), theorems_file=args.theorems)
+        write_report(data, Path(args.out), figures=not args.no_figures, seed=args.seed, progress=update,
+                     theorems=theorems + mutants)
     clean = {k: v for k, v in data.items() if not k.startswith("_")}
     if args.json:
         print_json(clean)
