@@ -20,6 +20,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
+from types import SimpleNamespace
 from typing import TYPE_CHECKING, Any, Callable, Sequence
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -182,13 +183,14 @@ def search(theorem: "str | Theorem", *, budget: str = "default", seed: int = 0, 
 
 def run(*, budget: str = "default", out: str | Path | None = None, seed: int = 0, solver: str = "lbfgs",
         only: Sequence[str] | None = None, theorems_file: str | Path | None = None, lemmas: bool = True,
-        figures: bool = True, progress: Callable[[str, int, int], None] | None = None) -> dict:
+        figures: bool = True, progress: Callable[[str, str, int, int], None] | None = None) -> dict:
     """The whole catalogue (``ncverify run``): every theorem (or those in ``only``, their mutants included) and
     the mutants, plus the lemmas; returns the results.json structure and writes the report to ``out`` when
-    given (``report.md``, ``results.json``, ``figures/`` unless ``figures=False``). A verdict that differs from
-    the record is listed in ``result["changed_verdicts"]``."""
+    given (``report.md``, ``results.json``, ``figures/`` unless ``figures=False``, written atomically). A verdict
+    that differs from the record is listed in ``result["changed_verdicts"]``. ``progress(phase, message, done,
+    total)`` is called through every phase (theorems, mutants, lemmas, figures, writing)."""
     from ncverify.proofs_checks.errors import UnknownIdError, UsageError
-    from ncverify.proofs_checks.report import run_catalogue, write_report
+    from ncverify.proofs_checks.report import command_line, run_catalogue, write_report
     from ncverify.proofs_checks.search import Budget
 
     b = Budget.of(budget)
@@ -211,9 +213,13 @@ def run(*, budget: str = "default", out: str | Path | None = None, seed: int = 0
             raise UnknownIdError(f"unknown theorem id(s) {', '.join(unknown)}; known: {', '.join(t.id for t in ths)}")
         ths = [t for t in ths if t.id in keep]
         muts = [t for t in muts if t.id in keep or t.mutant_of in keep]
-    data = run_catalogue(ths, muts, b, seed=seed, solver=solver, progress=progress, lemmas=lemmas)
+    command = command_line(SimpleNamespace(budget=budget, seed=seed, solver=solver, theorems=theorems_file,
+                                           only=None if only is None else ",".join(only), out=out,
+                                           no_figures=not figures, no_lemmas=not lemmas))
+    data = run_catalogue(ths, muts, b, seed=seed, solver=solver, progress=progress, lemmas=lemmas, command=command,
+                         theorems_file=None if theorems_file is None else str(theorems_file))
     if out is not None:
-        write_report(data, Path(out), figures=figures, seed=seed)
+        write_report(data, Path(out), figures=figures, seed=seed, progress=progress, theorems=ths + muts)
     return {k: v for k, v in data.items() if not k.startswith("_")}
 
 

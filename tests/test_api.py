@@ -196,3 +196,14 @@ def test_measure_and_compare_a_numeric_minimizer_given_in_data_order():
     assert c.rows and max(r.error for r in c.rows if r.error is not None) < 1e-6
     wrong = nv.compare(m, "tirer2022.mse-ufm", lam_w=5e-3, lam_h=2e-2)
     assert max(r.error for r in wrong.rows if r.aspect == "scale" and r.error is not None) > 0.1
+
+
+def test_run_writes_the_report_for_a_user_theorem(tmp_path):
+    seen = []
+    data = nv.run(only=["mine.ce-temperature"], theorems_file=EXAMPLE, budget="quick", out=tmp_path / "r",
+                  lemmas=False, progress=lambda phase, msg, i, n: seen.append(phase))
+    assert [t["id"] for t in data["theorems"]] == ["mine.ce-temperature"] and not data["changed_verdicts"]
+    assert data["command"].startswith("ncverify run --budget quick") and "--theorems" in data["command"]
+    assert (tmp_path / "r" / "report.md").is_file() and (tmp_path / "r" / "results.json").is_file()
+    assert any((tmp_path / "r" / "figures").glob("*.png"))
+    assert {"theorems", "figures", "writing"} <= set(seen)
