@@ -499,3 +499,21 @@ def test_bias_model_compares_centered_features():
         for r in comp.rows:
             assert r.error is not None and r.error <= 1e-7, (shift, r)
     assert max(m.last.class_mean_norms) > 2.0  # the uncentered means did move
+
+
+def test_measure_table_is_not_wrapped_when_piped(tmp_path):
+    """Piped output (a file, `| less`) keeps every row on one line whatever COLUMNS says."""
+    import os
+    import subprocess
+    import sys
+
+    rng = np.random.default_rng(0)
+    y = rng.permutation(np.repeat(np.arange(12), 3))
+    np.save(tmp_path / "f.npy", rng.standard_normal((36, 5)))
+    np.save(tmp_path / "y.npy", y)
+    env = dict(os.environ, COLUMNS="40")
+    proc = subprocess.run([sys.executable, "-m", "ncverify", "measure", str(tmp_path / "f.npy"), "--labels",
+                           str(tmp_path / "y.npy")], capture_output=True, text=True, env=env, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    mapping = [line for line in proc.stdout.splitlines() if line.startswith("labels -> classes:")]
+    assert len(mapping) == 1 and "9 -> 9" in mapping[0], proc.stdout[:2000]

@@ -17,7 +17,7 @@ from __future__ import annotations
 import argparse
 
 from ncverify.proofs_checks.cli.args import _float, _float_list, _int_list
-from ncverify.proofs_checks.cli.output import fmt, print_json
+from ncverify.proofs_checks.cli.output import console, fmt, print_json
 from ncverify.proofs_checks.errors import UsageError
 
 
@@ -140,11 +140,10 @@ def _f(v, digits: int = 4) -> str:
 
 def print_measurement(m, comp=None) -> None:
     """Tables: the labels, per-layer metrics, the classifier, and the comparison rows."""
-    from rich.console import Console
     from rich.markup import escape
     from rich.table import Table
 
-    con = Console()
+    con = console()  # never wrapped when piped; a closed pipe ends quietly
     mp = m.labels.mapping()
     items = list(mp.items())
     shown = ", ".join(f"{k} -> {v}" for k, v in items[:10]) + (f", ... ({len(items)} classes)" if len(items) > 10 else "")
