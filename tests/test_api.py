@@ -207,3 +207,9 @@ def test_run_writes_the_report_for_a_user_theorem(tmp_path):
     assert (tmp_path / "r" / "report.md").is_file() and (tmp_path / "r" / "results.json").is_file()
     assert any((tmp_path / "r" / "figures").glob("*.png"))
     assert {"theorems", "figures", "writing"} <= set(seen)
+
+
+def test_lemmas_through_the_api_include_the_seeded_wrong_version():
+    d = nv.lemmas(budget="quick", only=["von-neumann-trace"])
+    assert [(r["id"], r["verdict"]) for r in d["lemmas"]] == [("von-neumann-trace", "holds")]
+    assert d["wrong_lemmas"]["caught"] == d["wrong_lemmas"]["total"] == 1  # the reversed inequality is violated
