@@ -140,7 +140,6 @@ def check(theorem: "str | Theorem", inst: "Instance | None" = None, *, starts: i
     "inconclusive"), ``.reason``, ``.evidence`` (every compared quantity with ``error``, ``tolerance`` and the
     tolerance's ``origin``), ``.reproduce`` (the command line), ``.to_json()``."""
     from ncverify.proofs_checks import verify
-    from ncverify.proofs_checks.errors import UsageError
 
     th = get_theorem(theorem, theorems_file=theorems_file)
     inst = _instance_for(th, inst, dict(instance_kw))
@@ -148,10 +147,8 @@ def check(theorem: "str | Theorem", inst: "Instance | None" = None, *, starts: i
     _check_run_args(n, seed, solver)
     th.validate(inst)
     res = verify.check(th, inst, solver=solver, starts=n, seed=seed, device=device)
-    if theorems_file:
-        res.reproduce = res.reproduce.replace("ncverify check ", f"ncverify check --theorems {theorems_file} ", 1)
-    if res.verdict not in ("verified", "refuted", "inconclusive"):  # pragma: no cover - guarded by Verdict
-        raise UsageError(f"unexpected verdict {res.verdict!r}")
+    res.reproduce = verify.with_check_options(res.reproduce, theorems_file=theorems_file, solver=solver,
+                                              starts=starts, seed=seed)
     return res
 
 

@@ -120,8 +120,10 @@ def _user_ids(ths: Iterable[Theorem]) -> set[str]:
 
 def _with_theorems_file(d: dict, path: str) -> dict:
     """Reproduce commands of a user theorem name its file: ``ncverify check --theorems FILE ID ...``."""
+    from ncverify.proofs_checks.verify import with_check_options
+
     def fix(cmd: str) -> str:
-        return cmd.replace("ncverify check ", f"ncverify check --theorems {shlex.quote(str(path))} ", 1) if cmd else cmd
+        return with_check_options(cmd, theorems_file=path) if cmd else cmd
 
     for c in d.get("checks", []):
         c["reproduce"] = fix(c.get("reproduce", ""))

@@ -44,8 +44,9 @@ def test_version_matches_the_installed_distribution():
 
 
 def test_check_gives_a_structured_verdict_equal_to_the_cli(capsys):
-    res = nv.check("tirer2022.mse-ufm", **SMALL)
+    res = nv.check("tirer2022.mse-ufm", starts=3, seed=2, **SMALL)
     assert isinstance(res, nv.CheckResult)
+    assert res.reproduce.endswith(" --starts 3 --seed 2")  # the copied command gives the same numbers
     assert res.verdict == "verified"
     scored = [e for e in res.evidence if e.error is not None and e.tolerance is not None]
     assert scored and all(e.error <= e.tolerance for e in scored if e.status == "pass")

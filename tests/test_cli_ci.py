@@ -485,14 +485,19 @@ def test_run_summary_shortens_long_reasons_at_a_word_boundary(capsys):
     assert cell.endswith(" …") and len(cell) <= commands.SUMMARY_REASON_CHARS + 2
     kept = cell[:-2]
     assert reason.startswith(kept) and reason[len(kept)] == " "  # cut between words: no number is split
-    # a short reason is shown whole; a counterexample's command on one line (a user theorem's with its file)
+    # a short reason is shown whole; a counterexample's command on one line (a user theorem's with its file,
+    # named once: run_catalogue adds it to the results, the summary prints them as they are)
+    from ncverify.proofs_checks.report import _with_theorems_file
+
     data["theorems"][0]["reason"] = "numeric minimizer matched the claim within derived tolerances"
     cmd = "ncverify check x.y --loss mse --counts 1,1 --width 2 --depth 2 --lam-w 0.1,0.1 --lam-h 1.05469"
     data["theorems"][0]["counterexample"] = {"reproduce": cmd}
-    commands._print_run_summary(data, "rep", "my file.py")
+    _with_theorems_file(data["theorems"][0], "my file.py")
+    commands._print_run_summary(data, "rep")
     out = capsys.readouterr().out
     assert "matched the claim within derived tolerances " in out
     assert "counterexample of x.y: " + cmd.replace("check ", "check --theorems 'my file.py' ") in out.splitlines()
+    assert out.count("--theorems") == 1
 
 
 @settings(max_examples=200, deadline=None)

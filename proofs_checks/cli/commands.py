@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import argparse
 import math
-import shlex
 from typing import Any
 
 from ncverify.proofs_checks.cli.args import (check_device, check_out_dir, check_seed, check_starts, instance_from_args,
@@ -260,13 +259,8 @@ def cmd_check(args: argparse.Namespace) -> int:
     check_device(args.device)
     starts = max(4, th.min_starts) if args.starts is None else args.starts
     res = verify.check(th, inst, solver=args.solver, starts=starts, seed=args.seed, device=args.device)
-    if getattr(args, "theorems", None):
-        with_file = f"ncverify check --theorems {shlex.quote(args.theorems)} "
-        res.reproduce = res.reproduce.replace("ncverify check ", with_file, 1)
-    # the numeric settings that differ from the defaults, so that the printed command gives the same numbers
-    res.reproduce += "".join(f" {flag} {value}" for flag, value, default in
-                             (("--solver", args.solver, "lbfgs"), ("--starts", args.starts, None),
-                              ("--seed", args.seed, 0)) if value != default)
+    res.reproduce = verify.with_check_options(res.reproduce, theorems_file=getattr(args, "theorems", None),
+                                              solver=args.solver, starts=args.starts, seed=args.seed)
     code = check_exit_code(getattr(res.verdict, "value", res.verdict), args.expect)
     if args.json:
         print_json(res.to_json())
@@ -304,12 +298,6 @@ def _say_expectation(res, expect: str | None, code: int) -> None:
         print(f"ncverify: verdict {verdict} differs from --expect {expect} ({res.theorem})", file=sys.stderr)
 
 
-def _catalogue_ids() -> set[str]:
-    from ncverify.proofs_checks.catalogue import MUTANTS, THEOREMS
-
-    return {t.id for t in THEOREMS + MUTANTS}
-
-
 SUMMARY_REASON_CHARS = 240  # the run summary's reasons are shortened at a word boundary beyond this
 
 
@@ -332,7 +320,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     if args.json:
         print_json(clean)
     else:
-        _print_run_summary(clean, args.out, getattr(args, "theorems", None))
+        _print_run_summary(clean, args.out)
     return ExitCode.DIFFERS if clean["changed_verdicts"] else ExitCode.SUCCESS
 
 
@@ -358,7 +346,7 @@ def _validate_run_args(args: argparse.Namespace):
     return budget, theorems, mutants
 
 
-def _print_run_summary(data: dict, out: str, theorems_file: str | None = None) -> None:
+def _print_run_summary(data: dict, out: str) -> None:
     """The terminal summary of ``run``: a table (reasons shortened at a word boundary), the counterexamples' reproduce
     commands (one line each, never wrapped), the mutant and lemma lines, the changed verdicts, the report paths."""
     from rich.table import Table
@@ -375,10 +363,8 @@ def _print_run_summary(data: dict, out: str, theorems_file: str | None = None) -
     for r in data["theorems"]:
         ce = r.get("counterexample") or {}
         if ce.get("reproduce"):
-            cmd = ce["reproduce"]
-            if theorems_file and r["id"] not in _catalogue_ids():
-                cmd = cmd.replace("ncverify check ", f"ncverify check --theorems {shlex.quote(theorems_file)} ", 1)
-            print_copyable(con, f"counterexample of {r['id']}: {cmd}")
+            # run_catalogue already names the --theorems file in a user theorem's reproduce commands
+            print_copyable(con, f"counterexample of {r['id']}: {ce['reproduce']}")
     m = data["mutants"]
     con.print(f"mutants refuted: {m['caught']} of {m['total']}")
     if data.get("lemmas"):  # lemma (proof-step) verdicts, see ``ncverify lemmas``

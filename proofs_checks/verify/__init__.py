@@ -23,6 +23,19 @@ def reproduce_command(theorem, inst: Instance) -> str:
     return f"ncverify check {theorem.id} {inst.cli_flags()}"
 
 
+def with_check_options(command: str, *, theorems_file: str | None = None, solver: str = "lbfgs",
+                       starts: int | None = None, seed: int = 0) -> str:
+    """``command`` (a ``reproduce_command``) with the ``--theorems`` file (quoted) and the numeric settings that
+    differ from ``check``'s defaults, so that running it gives the same numbers."""
+    import shlex
+
+    if theorems_file:
+        command = command.replace("ncverify check ", f"ncverify check --theorems {shlex.quote(str(theorems_file))} ", 1)
+    return command + "".join(f" {flag} {value}" for flag, value, default in
+                             (("--solver", solver, "lbfgs"), ("--starts", starts, None), ("--seed", seed, 0))
+                             if value != default)
+
+
 def evaluate_claim(theorem, inst: Instance) -> Prediction:
     """``theorem.claim(inst)``, required to be a ``Prediction``. An exception the claim raises propagates: it never
     becomes a verdict (a user's theorem, loaded by ``catalogue.load_theorems``, raises it as a one-line
