@@ -283,37 +283,44 @@ class SolveResult:
     ``runs``: every start (start kind ``init``, ``stop_reason``, ``objective``, ``iterations``, ``grad_evals``,
     ``grad_norm``, ``params``); ``best``: the lowest run that did not diverge; ``measurements``: at the best
     point, the objective and its parts, singular values of every W_j, of W and of the output, class-mean
-    norms, NC1/NC2/NC3 and balancedness (the keys of ``ncverify solve --json``); ``end_points``: the distinct
-    end points (objective, starts, rank of W, collapsed classes)."""
+    norms, NC1/NC2/NC3 and balancedness; ``end_points``: the distinct end points (objective, starts, rank of W,
+    collapsed classes). ``to_json()`` is exactly what ``ncverify solve --json`` prints."""
 
     instance: "Instance"
     runs: list
     best: Any
     measurements: dict
     end_points: list[dict] = field(default_factory=list)
+    solver: str = "lbfgs"
+    seed: int = 0
 
     @property
     def objective(self) -> float:
         return float(self.best.objective)
 
     def to_json(self) -> dict:
+        b = self.best
         out = dict(self.measurements)
-        out.update({"instance": self.instance.as_dict(), "best_start": self.best.start,
-                    "stop_reason": self.best.stop_reason, "grad_norm": self.best.grad_norm,
-                    "runs": [{"start": r.start, "init": r.init, "stop_reason": r.stop_reason, "objective": r.objective,
-                              "iterations": r.iterations, "grad_evals": r.grad_evals, "grad_norm": r.grad_norm}
-                             for r in self.runs],
-                    "distinct_end_points": self.end_points})
+        out.update({
+            "instance": self.instance.as_dict(), "stop_reason": b.stop_reason, "solver": self.solver,
+            "seed": self.seed, "best_start": b.start, "iterations": b.iterations, "grad_evals": b.grad_evals,
+            "grad_norm": b.grad_norm, "device": b.device,
+            "runs": [{"start": r.start, "seed": r.seed, "init": r.init, "stop_reason": r.stop_reason,
+                      "objective": r.objective, "iterations": r.iterations, "grad_evals": r.grad_evals,
+                      "grad_norm": r.grad_norm, "seconds": r.seconds} for r in self.runs],
+            "distinct_end_points": self.end_points,
+        })
         return out
 
 
 def solve(inst: "Instance | None" = None, *, starts: int = 3, solver: str = "lbfgs", seed: int = 0,
           device: str = "auto", init_std: float | None = None, max_iter: int | None = None,
-          grad_tol: float | None = None, lr: float = 0.1, momentum: float = 0.9, **instance_kw: Any) -> SolveResult:
+          grad_tol: float | None = None, lr: float = 0.1, momentum: float = 0.9,
+          progress: Callable[[int, int], None] | None = None, **instance_kw: Any) -> SolveResult:
     """Numeric minimizers of the full objective from the first ``starts`` starts of the portfolio, solved in
     one batched call (start i uses seed ``seed + i``; same seed, same numbers). ``init_std``: every start
     Gaussian N(0, init_std^2) (the papers' protocol); ``solver`` "gd" is the papers' momentum gradient descent
-    (``lr``, ``momentum``). Raises ``UsageError`` when every start diverges."""
+    (``lr``, ``momentum``); ``progress(done, total)``. Raises ``UsageError`` when every start diverges."""
     from ncverify.numerics import metrics, starts as S
     from ncverify.proofs_checks.errors import UsageError
 
@@ -327,12 +334,14 @@ def solve(inst: "Instance | None" = None, *, starts: int = 3, solver: str = "lbf
     if max_iter is not None and (isinstance(max_iter, bool) or not isinstance(max_iter, int) or max_iter < 1):
         raise UsageError(f"max_iter must be an integer >= 1, got {max_iter!r}")
     res = S.multistart(inst, solver=solver, starts=starts, seed=seed, device=device, init_std=init_std,
-                       max_iter=max_iter, grad_tol=grad_tol, lr=lr, momentum=momentum)
+                       max_iter=max_iter, grad_tol=grad_tol, lr=lr, momentum=momentum, progress=progress)
     best = res.best
     if best.stop_reason == "diverged" or not math.isfinite(best.objective):
-        raise UsageError("every start diverged (non-finite objective or gradient) on this instance")
+        raise UsageError(f"every start diverged (non-finite objective or gradient) on this instance; the parameters "
+                         f"are outside what float64 can represent (lambda_H = {inst.lam_h:g}, "
+                         f"lambda_W = {', '.join(f'{v:g}' for v in inst.lam_w)})")
     return SolveResult(instance=inst, runs=list(res.runs), best=best, measurements=metrics.measure(inst, best.params),
-                       end_points=metrics.distinct_end_points(inst, res.runs))
+                       end_points=metrics.distinct_end_points(inst, res.runs), solver=solver, seed=seed)
 
 
 def lemmas(*, budget: str = "default", seed: int = 0, only: Sequence[str] | None = None) -> dict:

@@ -47,45 +47,24 @@ def _check_solver_args(args: argparse.Namespace) -> None:
 
 
 def run_solve(inst, args: argparse.Namespace, console) -> dict:
-    """Multi-start solve of ``inst`` (the start portfolio, batched) with a progress bar; the JSON-ready result:
-    the best end point's measurements, every run, and every distinct end point (``distinct_end_points``)."""
+    """Multi-start solve of ``inst`` (``ncverify.solve``: the start portfolio, batched) with a progress bar; the
+    JSON-ready result: the best end point's measurements, every run, and every distinct end point
+    (``distinct_end_points``)."""
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-    from ncverify.numerics import metrics, starts
+    from ncverify.api import solve
 
     quiet = getattr(args, "json", False) or not console.is_terminal
     with Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
                   console=console, transient=True, disable=quiet) as progress:
         task = progress.add_task(f"{args.solver}: starts", total=args.starts)
-        res = starts.multistart(
-            inst, solver=args.solver, starts=args.starts, seed=args.seed, device=args.device,
-            init_std=args.init_std, max_iter=args.max_iter, grad_tol=args.grad_tol, lr=args.lr,
-            momentum=args.momentum, progress=lambda done, total: progress.update(task, completed=done),
-        )
-    best = res.best
-    if best.stop_reason == "diverged" or not math.isfinite(best.objective):
-        raise UsageError(f"every start diverged (non-finite objective or gradient) on this instance; the parameters "
-                         f"are outside what float64 can represent (lambda_H = {inst.lam_h:g}, "
-                         f"lambda_W = {', '.join(f'{v:g}' for v in inst.lam_w)})")
-    out = metrics.measure(inst, best.params)
+        res = solve(inst, solver=args.solver, starts=args.starts, seed=args.seed, device=args.device,
+                    init_std=args.init_std, max_iter=args.max_iter, grad_tol=args.grad_tol, lr=args.lr,
+                    momentum=args.momentum, progress=lambda done, total: progress.update(task, completed=done))
+    out = res.to_json()
     geometry = getattr(args, "geometry", None)
     if geometry:
-        out["metrics"]["requested_geometry"] = _geometry_check(inst, best.params, geometry)
-    out.update({
-        "instance": inst.as_dict(),
-        "stop_reason": best.stop_reason,
-        "solver": args.solver,
-        "seed": args.seed,
-        "best_start": best.start,
-        "iterations": best.iterations,
-        "grad_evals": best.grad_evals,
-        "grad_norm": best.grad_norm,
-        "device": best.device,
-        "runs": [{"start": r.start, "seed": r.seed, "init": r.init,
-                  "stop_reason": r.stop_reason, "objective": r.objective, "iterations": r.iterations,
-                  "grad_evals": r.grad_evals, "grad_norm": r.grad_norm, "seconds": r.seconds} for r in res.runs],
-        "distinct_end_points": metrics.distinct_end_points(inst, res.runs),
-    })
+        out["metrics"]["requested_geometry"] = _geometry_check(inst, res.best.params, geometry)
     return out
 
 
