@@ -26,9 +26,19 @@ Also: ``nv.instance`` (a validated instance), ``nv.run`` (the whole catalogue an
 from __future__ import annotations
 
 import importlib
+import os
 from typing import Any
 
 __version__ = "0.2.0"
+
+# Run from a source checkout without installing (``python -m pytest`` in the repository): the layer folders are
+# siblings of this one, not subfolders, so let ``ncverify.theory`` & co. resolve there. An installed copy (wheel
+# or editable) has them as subpackages or maps them itself, and this does nothing.
+_HERE = os.path.dirname(os.path.abspath(__file__))
+_ROOT = os.path.dirname(_HERE)
+if not os.path.isdir(os.path.join(_HERE, "theory")) and all(
+        os.path.isfile(os.path.join(_ROOT, layer, "__init__.py")) for layer in ("theory", "numerics", "proofs_checks")):
+    __path__.append(_ROOT)  # type: ignore[name-defined]  # noqa: F821
 
 # public name -> (module, attribute); resolved on first use (PEP 562) so that ``import ncverify`` stays light
 _LAZY: dict[str, tuple[str, str]] = {

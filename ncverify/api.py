@@ -23,6 +23,8 @@ from pathlib import Path
 from types import SimpleNamespace
 from typing import TYPE_CHECKING, Any, Callable, Sequence
 
+from ncverify.proofs_checks.cli.args import check_solver_options  # light: no torch, no SymPy
+
 if TYPE_CHECKING:  # pragma: no cover
     from ncverify.numerics.problem import Instance
     from ncverify.proofs_checks.search import TheoremResult
@@ -144,23 +146,12 @@ def check(theorem: "str | Theorem", inst: "Instance | None" = None, *, starts: i
     th = get_theorem(theorem, theorems_file=theorems_file)
     inst = _instance_for(th, inst, dict(instance_kw))
     n = max(4, th.min_starts) if starts is None else starts
-    _check_run_args(n, seed, solver)
+    check_solver_options(starts=n, seed=seed, solver=solver)
     th.validate(inst)
     res = verify.check(th, inst, solver=solver, starts=n, seed=seed, device=device)
     res.reproduce = verify.with_check_options(res.reproduce, theorems_file=theorems_file, solver=solver,
                                               starts=starts, seed=seed)
     return res
-
-
-def _check_run_args(starts: Any, seed: Any, solver: str) -> None:
-    from ncverify.proofs_checks.errors import UsageError
-
-    if isinstance(starts, bool) or not isinstance(starts, int) or starts < 1:
-        raise UsageError(f"starts must be an integer >= 1, got {starts!r}")
-    if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
-        raise UsageError(f"seed must be an integer >= 0, got {seed!r}")
-    if solver not in ("lbfgs", "gd"):
-        raise UsageError(f"solver must be 'lbfgs' or 'gd', got {solver!r}")
 
 
 def search(theorem: "str | Theorem", *, budget: str = "default", seed: int = 0, solver: str = "lbfgs",
@@ -174,7 +165,7 @@ def search(theorem: "str | Theorem", *, budget: str = "default", seed: int = 0, 
 
     th = get_theorem(theorem, theorems_file=theorems_file)
     b = Budget.of(budget)
-    _check_run_args(1, seed, solver)
+    check_solver_options(starts=1, seed=seed, solver=solver)
     return search_theorem(th, b, seed=seed, solver=solver, progress=progress)
 
 
@@ -191,7 +182,7 @@ def run(*, budget: str = "default", out: str | Path | None = None, seed: int = 0
     from ncverify.proofs_checks.search import Budget
 
     b = Budget.of(budget)
-    _check_run_args(1, seed, solver)
+    check_solver_options(starts=1, seed=seed, solver=solver)
     if out is not None:  # the report directory must be writable before any work
         from ncverify.proofs_checks.cli.args import check_out_dir
 
@@ -325,14 +316,8 @@ def solve(inst: "Instance | None" = None, *, starts: int = 3, solver: str = "lbf
     from ncverify.proofs_checks.errors import UsageError
 
     inst = _instance_for(None, inst, dict(instance_kw))
-    _check_run_args(starts, seed, solver)
-    for name, v in (("init_std", init_std), ("grad_tol", grad_tol), ("lr", lr)):
-        if v is not None and not (isinstance(v, (int, float)) and math.isfinite(v) and v > 0):
-            raise UsageError(f"{name} must be a finite number > 0, got {v!r}")
-    if not (isinstance(momentum, (int, float)) and 0 <= momentum < 1):
-        raise UsageError(f"momentum must be in [0, 1), got {momentum!r}")
-    if max_iter is not None and (isinstance(max_iter, bool) or not isinstance(max_iter, int) or max_iter < 1):
-        raise UsageError(f"max_iter must be an integer >= 1, got {max_iter!r}")
+    check_solver_options(starts=starts, seed=seed, solver=solver, lr=lr, momentum=momentum, init_std=init_std,
+                         grad_tol=grad_tol, max_iter=max_iter)
     res = S.multistart(inst, solver=solver, starts=starts, seed=seed, device=device, init_std=init_std,
                        max_iter=max_iter, grad_tol=grad_tol, lr=lr, momentum=momentum, progress=progress)
     best = res.best

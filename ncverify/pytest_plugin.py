@@ -19,6 +19,7 @@ from typing import Any
 
 import pytest
 
+from ncverify import api, testing
 from ncverify.testing import PROFILES, register_profiles
 
 # registered at import, before Hypothesis's own plugin reads --hypothesis-profile in its pytest_configure
@@ -66,30 +67,24 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
 @pytest.fixture
 def ncverify_check() -> Any:
     """``ncverify.check``: the verdict of a theorem on one instance (a ``CheckResult``)."""
-    from ncverify.api import check
-
-    return check
+    return api.check
 
 
 @pytest.fixture
 def assert_verifies() -> Any:
     """``ncverify.testing.assert_verifies``."""
-    from ncverify.testing import assert_verifies as f
-
-    return f
+    return testing.assert_verifies
 
 
 @pytest.fixture
 def assert_refutes() -> Any:
     """``ncverify.testing.assert_refutes``."""
-    from ncverify.testing import assert_refutes as f
-
-    return f
+    return testing.assert_refutes
 
 
 @pytest.fixture
 def ncverify_strategies() -> Any:
     """The module ``ncverify.strategies`` (``instances(theorem_id, **domain_overrides)``)."""
-    import ncverify.strategies as s
+    import ncverify.strategies as s  # imports the catalogue: only when a test asks for it
 
     return s

@@ -14,6 +14,16 @@ from hypothesis import settings
 
 from ncverify.testing import PROFILES
 
+
+def _plugin_installed() -> bool:
+    from importlib.metadata import entry_points
+
+    return any(ep.value == "ncverify.pytest_plugin" for ep in entry_points(group="pytest11"))
+
+
+# the plugin comes with the installed package; from an uninstalled source checkout load it here
+pytest_plugins = [] if _plugin_installed() else ["ncverify.pytest_plugin"]
+
 for _name in ("dev", "ci", "thorough"):
     settings.register_profile(_name, **PROFILES[f"ncverify-{_name}"])
 settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE") or ("ci" if os.environ.get("CI") else "dev"))

@@ -99,7 +99,7 @@ def test_solve_same_numbers_as_the_cli(capsys):
 
 @pytest.mark.parametrize("call, error, fragment", [
     (lambda: nv.check("no.such-theorem", **SMALL), "UnknownIdError", "unknown theorem id 'no.such-theorem'"),
-    (lambda: nv.check("tirer2022.mse-ufm", starts=0, **SMALL), "UsageError", "starts must be an integer >= 1"),
+    (lambda: nv.check("tirer2022.mse-ufm", starts=0, **SMALL), "UsageError", "starts must be >= 1, got 0"),
     (lambda: nv.check("tirer2022.mse-ufm", colour=3, **SMALL), "UsageError", "unknown instance keyword(s) colour"),
     (lambda: nv.check("tirer2022.mse-ufm", counts=[2, 0]), "InstanceError", "n_2 must be >= 1"),
     (lambda: nv.check("tirer2022.mse-ufm", counts=[3, 2]), "InvalidInstanceError", "balanced"),

@@ -69,3 +69,16 @@ def test_a_users_own_theory_and_numerics_folders_do_not_shadow_ncverify(tmp_path
     proc = subprocess.run([sys.executable, "-m", "ncverify", "list", "--json"], cwd=tmp_path, capture_output=True,
                           text=True, timeout=300, env=env)
     assert proc.returncode == 0 and '"dang2023.mse-deep"' in proc.stdout, proc.stderr[-2000:]
+
+
+def test_an_uninstalled_source_checkout_imports_the_layers():
+    """``python -m pytest`` in a checkout without ``pip install``: ``ncverify`` comes from the working directory and
+    its layers resolve to the sibling folders (no installed finder involved)."""
+    code = ("import sys; "
+            "sys.meta_path[:] = [f for f in sys.meta_path if 'editable' not in repr(f).lower()]; "
+            "import ncverify.proofs_checks.catalogue as c, ncverify.theory.derive, ncverify.numerics.problem; "
+            "print(c.__file__); print(len(c.THEOREMS))")
+    proc = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    path, count = proc.stdout.split()
+    assert Path(path).resolve() == ROOT / "proofs_checks" / "catalogue" / "__init__.py" and int(count) >= 12

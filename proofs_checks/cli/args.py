@@ -6,7 +6,7 @@ Flag -> symbol: --counts n_1..n_K (or --classes K --per-class n), --width d, --d
 (a loss registered in ``numerics.losses``, e.g. ce-ls:0.1; validated by ``Instance``).
 
 Also the checks of the other flags that every command runs before any work: ``parse_ids`` (--only),
-``check_seed``, ``check_starts``, ``check_device``, ``check_out_dir`` (--out can be created and written).
+``check_seed``, ``check_starts``, ``check_solver_options``, ``check_device``, ``check_out_dir`` (--out can be created and written).
 """
 from __future__ import annotations
 
@@ -161,6 +161,33 @@ def check_starts(starts: int | None, flag: str = "--starts") -> None:
     """At least one start when given."""
     if starts is not None and starts < 1:
         raise UsageError(f"{flag} must be >= 1, got {starts}")
+
+
+def check_solver_options(*, starts: object, seed: object, solver: str = "lbfgs", lr: object = 0.1,
+                         momentum: object = 0.9, init_std: object = None, grad_tol: object = None,
+                         max_iter: object = None, flags: bool = False) -> None:
+    """The numeric settings of ``solve`` and ``check`` (command line and Python API alike): integer starts >= 1,
+    seed >= 0, max_iter >= 1; finite lr, init_std, grad_tol > 0; momentum in [0, 1); solver lbfgs or gd.
+    ``flags``: name them as command-line flags (``--max-iter``) instead of keywords (``max_iter``)."""
+    import math
+
+    def name(key: str) -> str:
+        return "--" + key.replace("_", "-") if flags else key
+
+    for key, v in (("starts", starts), ("seed", seed), ("max_iter", max_iter)):
+        if v is not None and (isinstance(v, bool) or not isinstance(v, int)):
+            raise UsageError(f"{name(key)} must be an integer, got {v!r}")
+    check_starts(starts, name("starts"))  # type: ignore[arg-type]
+    check_seed(seed, name("seed"))  # type: ignore[arg-type]
+    if max_iter is not None and max_iter < 1:  # type: ignore[operator]
+        raise UsageError(f"{name('max_iter')} must be >= 1, got {max_iter}")
+    if solver not in ("lbfgs", "gd"):
+        raise UsageError(f"{name('solver')} must be lbfgs or gd, got {solver!r}")
+    for key, v in (("lr", lr), ("init_std", init_std), ("grad_tol", grad_tol)):
+        if v is not None and not (isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) and v > 0):
+            raise UsageError(f"{name(key)} must be a finite number > 0, got {v}")
+    if not (isinstance(momentum, (int, float)) and math.isfinite(momentum) and 0 <= momentum < 1):
+        raise UsageError(f"{name('momentum')} must be in [0, 1), got {momentum}")
 
 
 def check_device(device: str) -> None:

@@ -2,11 +2,10 @@
 from __future__ import annotations
 
 import argparse
-import math
 from typing import Any
 
-from ncverify.proofs_checks.cli.args import (check_device, check_out_dir, check_seed, check_starts, instance_from_args,
-                                             parse_ids)
+from ncverify.proofs_checks.cli.args import (check_device, check_out_dir, check_seed, check_solver_options,
+                                             check_starts, instance_from_args, parse_ids)
 from ncverify.proofs_checks.cli.output import console, fmt, print_copyable, print_json, shorten
 from ncverify.proofs_checks.errors import UnknownIdError, UsageError
 from ncverify.proofs_checks.exitcodes import ExitCode, check_exit_code
@@ -31,18 +30,8 @@ def _add_solver_args(p: argparse.ArgumentParser) -> None:
 
 
 def _check_solver_args(args: argparse.Namespace) -> None:
-    check_starts(args.starts)
-    check_seed(args.seed)
-    if args.max_iter is not None and args.max_iter < 1:
-        raise UsageError(f"--max-iter must be >= 1, got {args.max_iter}")
-    for name in ("lr", "init_std"):
-        v = getattr(args, name)
-        if v is not None and not (math.isfinite(v) and v > 0):
-            raise UsageError(f"--{name.replace('_', '-')} must be a finite number > 0, got {v}")
-    if not (math.isfinite(args.momentum) and 0 <= args.momentum < 1):
-        raise UsageError(f"--momentum must be in [0, 1), got {args.momentum}")
-    if args.grad_tol is not None and not (math.isfinite(args.grad_tol) and args.grad_tol > 0):
-        raise UsageError(f"--grad-tol must be a finite number > 0, got {args.grad_tol}")
+    check_solver_options(starts=args.starts, seed=args.seed, solver=args.solver, lr=args.lr, momentum=args.momentum,
+                         init_std=args.init_std, grad_tol=args.grad_tol, max_iter=args.max_iter, flags=True)
     check_device(args.device)
 
 
