@@ -39,3 +39,10 @@ def pytest_addoption(parser):
 def update_golden(request) -> bool:
     """True when pytest runs with --update-golden."""
     return bool(request.config.getoption("--update-golden"))
+
+
+def pytest_report_header(config) -> list[str]:
+    if _plugin_installed():
+        return []
+    return ["ncverify is NOT installed: the tests of the console script, the pytest plugin and the wheel will fail; "
+            "install first: pip install -e '.[test]' (see README)"]
