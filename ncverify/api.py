@@ -221,36 +221,47 @@ def families() -> list[str]:
     return list(F.names())
 
 
+MAX_DPS = 1000  # derivations at more digits take minutes and tell nothing more
+
+
+def derivation_target(target: str, registry: Sequence["Theorem"], dps: int = 40, dps_name: str = "dps"
+                      ) -> tuple[str, "Theorem | None", "Theorem | None"]:
+    """What ``derive``/``ncverify derive`` works on: (family, the theorem whose id is ``target`` or None, the
+    theorem whose implied flags fill the instance or None). A theorem id resolves to its family; a family id
+    prepares the theorems about it (a loss variant's family is registered by its theorems). ``dps`` is checked
+    here too (20..MAX_DPS working digits; ``dps_name`` names it in the error)."""
+    from ncverify.proofs_checks.errors import UnknownIdError, UsageError
+    from ncverify.theory import families as F
+
+    if isinstance(dps, bool) or not isinstance(dps, int) or not 20 <= dps <= MAX_DPS:
+        raise UsageError(f"{dps_name} must be an integer in [20, {MAX_DPS}], got {dps!r}")
+    th = next((t for t in registry if t.id == target), None)
+    if th is not None:
+        return th.prepare().family, th, th
+    about = [t for t in registry if t.family == target and not t.is_mutant]
+    for t in about:
+        t.prepare()
+    if target not in F.names():
+        raise UnknownIdError(f"unknown family or theorem id {target!r}; families: {', '.join(F.names())}; "
+                             f"theorems: {', '.join(t.id for t in registry if not t.is_mutant)}")
+    return target, None, about[0] if about else None
+
+
 def derive(target: str, inst: "Instance | None" = None, *, dps: int = 40, theorems_file: str | Path | None = None,
            **instance_kw: Any) -> "Prediction":
     """The theory engine's exact derivation (``ncverify derive``) for a family (``families()``) or a theorem id
-    (resolved to its family; never the theorem's claim). Returns a ``Prediction``: ``.objective`` (f*),
-    ``.singular_values``, Gram targets, ``.candidates`` of the global selection, ``.boundaries`` (phase
-    boundaries with the instance's side), ...; ``ncverify.render_text(p)`` / ``render_json(p)`` print it."""
-    from ncverify.proofs_checks.errors import UnknownIdError, UsageError
-    from ncverify.theory import families as F
+    (resolved to its family; never the theorem's claim). ``dps``: working digits (20..1000). Returns a
+    ``Prediction``: ``.objective`` (f*), ``.singular_values``, Gram targets, ``.candidates`` of the global
+    selection, ``.boundaries`` (phase boundaries with the instance's side), ...; ``ncverify.render_text(p)`` /
+    ``render_json(p)`` print it."""
     from ncverify.theory.derive import derive as _derive
 
-    if isinstance(dps, bool) or not isinstance(dps, int) or not 15 <= dps <= 200:
-        raise UsageError(f"dps (working digits) must be an integer in [15, 200], got {dps!r}")
-    all_ = theorems(mutants=True, theorems_file=theorems_file)
-    th = next((t for t in all_ if t.id == target), None)
+    family, th, flags_from = derivation_target(target, theorems(mutants=True, theorems_file=theorems_file), dps)
+    inst = _instance_for(flags_from, inst, dict(instance_kw))
     if th is not None:
-        th.prepare()
-        family = th.family
-    else:
-        family = target
-        about = [t for t in all_ if t.family == family]
-        for t in about:
-            t.prepare()
-        if family not in F.names():
-            raise UnknownIdError(f"unknown family or theorem id {family!r}; families: {', '.join(F.names())}")
-        th = about[0] if about else None
-    inst = _instance_for(th, inst, dict(instance_kw))
-    if th is not None and th.id == target:
         th.validate(inst)
     pred = _derive(family, inst, dps=dps)
-    return pred.with_(requested_id=target) if th is not None and th.id == target else pred
+    return pred if th is None else pred.with_(requested_id=th.id)
 
 
 def render_text(pred: "Prediction") -> str:

@@ -181,7 +181,7 @@ def test_version_prints_the_package_version_without_heavy_imports():
     (["check", *VERIFIED, "--expect", "true"], "invalid choice: 'true'"),
     (["check", "no-such-id", "--classes", "2", "--per-class", "2"], "unknown theorem id 'no-such-id'"),
     (["check", "tirer2022.mse-ufm", "--classes", "2", "--per-class", "2", "--depth", "2"], "needs depth M = 1"),
-    (["derive", "tirer2022.mse-ufm", "--classes", "2", "--per-class", "2", "--dps", "100000"], "--dps must be in"),
+    (["derive", "tirer2022.mse-ufm", "--classes", "2", "--per-class", "2", "--dps", "100000"], "--dps must be an integer in [20, 1000], got 100000"),
     (["solve", "--counts", "2,2", "--seed", "-1"], "--seed must be >= 0"),
     (["solve", "--counts", "2,2", "--momentum", "1"], "--momentum must be in [0, 1)"),
     (["list", "--bogus"], "unrecognized arguments: --bogus (see `ncverify list --help`)"),

@@ -7,7 +7,7 @@ from typing import Any
 from ncverify.proofs_checks.cli.args import (check_device, check_out_dir, check_seed, check_solver_options,
                                              check_starts, instance_from_args, parse_ids)
 from ncverify.proofs_checks.cli.output import console, fmt, print_copyable, print_json, shorten
-from ncverify.proofs_checks.errors import UnknownIdError, UsageError
+from ncverify.proofs_checks.errors import UnknownIdError
 from ncverify.proofs_checks.exitcodes import ExitCode, check_exit_code
 
 
@@ -148,31 +148,16 @@ def cmd_solve(args: argparse.Namespace) -> int:
 # ---------------------------------------------------------------------------------------------
 # derive
 # ---------------------------------------------------------------------------------------------
-MAX_DPS = 1000  # derivations at more digits take minutes and tell nothing more
-
-
 def cmd_derive(args: argparse.Namespace) -> int:
-    """The theory engine's derivation for a family id, or for a theorem id resolved to its family here."""
-    from ncverify.theory import families, render
+    """The theory engine's derivation for a family id, or for a theorem id resolved to its family
+    (``ncverify.api.derivation_target``)."""
+    from ncverify.api import derivation_target
+    from ncverify.theory import render
     from ncverify.theory.derive import derive
 
-    if not 20 <= args.dps <= MAX_DPS:
-        raise UsageError(f"--dps must be in [20, {MAX_DPS}], got {args.dps}")
     theorems, mutants = _catalogue(args)
-    theorem = next((t for t in theorems + mutants if t.id == args.target), None)
-    if theorem is not None:
-        family, defaults = theorem.family, theorem.defaults
-        theorem.prepare()
-    else:
-        family = args.target
-        about = [t for t in theorems if t.family == family]
-        for t in about:  # a loss variant's family is registered by its theorems
-            t.prepare()
-        if family not in families.names():
-            raise UnknownIdError(f"unknown family or theorem id {family!r}; families: {', '.join(families.names())}; "
-                                 f"theorems: {', '.join(t.id for t in theorems)}")
-        defaults = about[0].defaults if about else {}
-    inst = instance_from_args(args, defaults, numeric=False)
+    family, theorem, flags_from = derivation_target(args.target, theorems + mutants, args.dps, "--dps")
+    inst = instance_from_args(args, flags_from.defaults if flags_from is not None else {}, numeric=False)
     if theorem is not None:
         theorem.validate(inst)
     pred = derive(family, inst, dps=args.dps)
