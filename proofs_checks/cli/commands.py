@@ -200,7 +200,7 @@ def cmd_list(args: argparse.Namespace) -> int:
 
 
 def cmd_check(args: argparse.Namespace) -> int:
-    from ncverify.proofs_checks import verify
+    from ncverify.api import check
     from ncverify.proofs_checks.catalogue import by_id
 
     check_starts(args.starts)
@@ -209,11 +209,9 @@ def cmd_check(args: argparse.Namespace) -> int:
     th = by_id(args.theorem, theorems + mutants)
     inst = instance_from_args(args, th.defaults)
     th.validate(inst)
-    check_device(args.device)
-    starts = max(4, th.min_starts) if args.starts is None else args.starts
-    res = verify.check(th, inst, solver=args.solver, starts=starts, seed=args.seed, device=args.device)
-    res.reproduce = verify.with_check_options(res.reproduce, theorems_file=getattr(args, "theorems", None),
-                                              solver=args.solver, starts=args.starts, seed=args.seed)
+    check_device(args.device)  # every argument before any work
+    res = check(th, inst, solver=args.solver, starts=args.starts, seed=args.seed, device=args.device,
+                theorems_file=getattr(args, "theorems", None))
     code = check_exit_code(getattr(res.verdict, "value", res.verdict), args.expect)
     if args.json:
         print_json(res.to_json())
