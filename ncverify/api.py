@@ -61,16 +61,9 @@ def theorems(*, mutants: bool = False, theorems_file: str | Path | None = None) 
 
 def get_theorem(theorem: "str | Theorem", *, theorems_file: str | Path | None = None) -> "Theorem":
     """The catalogue entry with this id (a ``Theorem`` is returned as it is); ``UnknownIdError`` otherwise."""
-    from ncverify.proofs_checks.catalogue import by_id
-    from ncverify.proofs_checks.statement import Theorem
+    from ncverify.proofs_checks.catalogue import resolve
 
-    if isinstance(theorem, Theorem):
-        return theorem
-    if not isinstance(theorem, str):
-        from ncverify.proofs_checks.errors import UsageError
-
-        raise UsageError(f"a theorem is given by its id (a string) or as a Theorem, got {type(theorem).__name__}")
-    return by_id(theorem, theorems(mutants=True, theorems_file=theorems_file))
+    return resolve(theorem, theorems_file)
 
 
 # ---------------------------------------------------------------------------------------------

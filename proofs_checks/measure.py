@@ -188,20 +188,6 @@ class Comparison:
                 "kind": "comparison of a trained network with the derived global minimizer (not a verdict)"}
 
 
-def _resolve_theorem(theorem: Any, theorems: Any) -> Any:
-    from ncverify.proofs_checks.catalogue import MUTANTS, THEOREMS, by_id, load_theorems
-    from ncverify.proofs_checks.statement import Theorem
-
-    if isinstance(theorem, Theorem):
-        return theorem
-    extra: list = []
-    if isinstance(theorems, (str, os.PathLike)):
-        extra = load_theorems(theorems)
-    elif theorems is not None:
-        extra = list(theorems)
-    return by_id(str(theorem), THEOREMS + extra + MUTANTS)
-
-
 def _f(x: Any) -> float:
     return float(getattr(x, "value", x))
 
@@ -282,7 +268,9 @@ def compare(measurement: Measurement, theorem: Any, *, depth: int | None = None,
     from ncverify.numerics.problem import Instance
     from ncverify.theory.derive import derive
 
-    th = _resolve_theorem(theorem, theorems)
+    from ncverify.proofs_checks.catalogue import resolve
+
+    th = resolve(theorem, theorems)
     th.prepare()
     if lam_w is None or lam_h is None:
         raise UsageError("comparing with a theorem needs the instance's lambdas: lambda_W (--lam-w) and lambda_H (--lam-h)")

@@ -15,6 +15,7 @@ the claim's prediction), its assumptions and domain, and its recorded verdict; t
 from __future__ import annotations
 
 import importlib.util
+import os
 import sys
 from dataclasses import replace
 from pathlib import Path
@@ -41,6 +42,20 @@ def by_id(tid: str, registry: Iterable[Theorem] | None = None) -> Theorem:
             return t
     known = [t.id for t in reg if not t.is_mutant]
     raise UnknownIdError(f"unknown theorem id {tid!r}; known: {', '.join(known)}")
+
+
+def resolve(theorem: "str | Theorem", extra: "str | Path | Iterable[Theorem] | None" = None) -> Theorem:
+    """``theorem`` as a ``Theorem``: returned as it is, or looked up by id in the catalogue plus ``extra`` (a
+    ``--theorems`` file path or theorems already loaded); UsageError for anything else, UnknownIdError for an
+    unknown id."""
+    from ncverify.proofs_checks.errors import UsageError
+
+    if isinstance(theorem, Theorem):
+        return theorem
+    if not isinstance(theorem, str):
+        raise UsageError(f"a theorem is given by its id (a string) or as a Theorem, got {type(theorem).__name__}")
+    more = load_theorems(extra) if isinstance(extra, (str, os.PathLike)) else list(extra or [])
+    return by_id(theorem, THEOREMS + MUTANTS + more)
 
 
 def family_theorem(family: str, registry: Iterable[Theorem] | None = None) -> Theorem | None:
@@ -136,5 +151,5 @@ def _guarded(t: Theorem, path: str) -> Theorem:
     return replace(t, claim=guarded_claim, validator=guarded_validator, strategy=guarded_strategy)
 
 
-__all__ = ["THEOREMS", "MUTANTS", "SOURCES", "by_id", "family_theorem", "load_theorems", "Theorem", "Expected",
+__all__ = ["THEOREMS", "MUTANTS", "SOURCES", "by_id", "resolve", "family_theorem", "load_theorems", "Theorem", "Expected",
            "mutant", "assumptions", "domain", "instances", "mixed", "log_uniform"]

@@ -103,9 +103,9 @@ def cmd_measure(args: argparse.Namespace) -> int:
     opts = _validate(args)
     th = None
     if args.theorem is not None:  # an unknown id or a broken --theorems file fails before the stream
-        from ncverify.proofs_checks.measure import _resolve_theorem
+        from ncverify.proofs_checks.catalogue import resolve
 
-        th = _resolve_theorem(args.theorem, args.theorems)
+        th = resolve(args.theorem, args.theorems)
     err = Console(stderr=True)
     with Progress(TextColumn("[bold]{task.description}"), BarColumn(), TextColumn("{task.completed:,}/{task.total:,}"),
                   TimeElapsedColumn(), console=err, transient=True, disable=not err.is_terminal) as progress:
