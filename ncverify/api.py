@@ -170,7 +170,8 @@ def run(*, budget: str = "default", out: str | Path | None = None, seed: int = 0
     given (``report.md``, ``results.json``, ``figures/`` unless ``figures=False``, written atomically). A verdict
     that differs from the record is listed in ``result["changed_verdicts"]``. ``progress(phase, message, done,
     total)`` is called through every phase (theorems, mutants, lemmas, figures, writing)."""
-    from ncverify.proofs_checks.errors import UnknownIdError, UsageError
+    from ncverify.proofs_checks.catalogue import select_only
+    from ncverify.proofs_checks.errors import UsageError
     from ncverify.proofs_checks.report import command_line, run_catalogue, write_report
     from ncverify.proofs_checks.search import Budget
 
@@ -180,20 +181,14 @@ def run(*, budget: str = "default", out: str | Path | None = None, seed: int = 0
         from ncverify.proofs_checks.cli.args import check_out_dir
 
         check_out_dir(str(out), flag="out")
-    ths = theorems(theorems_file=theorems_file)
     all_ = theorems(mutants=True, theorems_file=theorems_file)
-    muts = [t for t in all_ if t.is_mutant]
+    ths, muts = [t for t in all_ if not t.is_mutant], [t for t in all_ if t.is_mutant]
     if only is not None:
         if isinstance(only, str):
             raise UsageError("only must be a list of theorem ids, not a string")
-        keep = set(only)
-        if not keep:
+        if not only:
             raise UsageError("only is empty: give at least one theorem id")
-        unknown = sorted(keep - {t.id for t in all_})
-        if unknown:
-            raise UnknownIdError(f"unknown theorem id(s) {', '.join(unknown)}; known: {', '.join(t.id for t in ths)}")
-        ths = [t for t in ths if t.id in keep]
-        muts = [t for t in muts if t.id in keep or t.mutant_of in keep]
+        ths, muts = select_only(ths, muts, only, what="only")
     command = command_line(SimpleNamespace(budget=budget, seed=seed, solver=solver, theorems=theorems_file,
                                            only=None if only is None else ",".join(only), out=out,
                                            no_figures=not figures, no_lemmas=not lemmas))

@@ -58,6 +58,19 @@ def resolve(theorem: "str | Theorem", extra: "str | Path | Iterable[Theorem] | N
     return by_id(theorem, THEOREMS + MUTANTS + more)
 
 
+def select_only(theorems: list[Theorem], mutants: list[Theorem], only: Iterable[str], what: str = "--only"
+                ) -> tuple[list[Theorem], list[Theorem]]:
+    """The theorems and mutants a run restricted to the ids ``only`` covers (a theorem brings its mutants);
+    UnknownIdError naming every unknown id (``what`` names the option in the message)."""
+    keep = list(only)
+    known = {t.id for t in theorems + mutants}
+    unknown = [i for i in keep if i not in known]
+    if unknown:
+        raise UnknownIdError(f"{what}: unknown theorem id(s) {', '.join(unknown)}; known: "
+                             f"{', '.join(t.id for t in theorems)} (and their mutants, `ncverify list --mutants`)")
+    return [t for t in theorems if t.id in keep], [t for t in mutants if t.id in keep or t.mutant_of in keep]
+
+
 def family_theorem(family: str, registry: Iterable[Theorem] | None = None) -> Theorem | None:
     """A theorem about ``family`` (its defaults fill the flags of ``ncverify derive FAMILY``), or None."""
     return next((t for t in (THEOREMS if registry is None else registry) if t.family == family), None)
@@ -151,5 +164,5 @@ def _guarded(t: Theorem, path: str) -> Theorem:
     return replace(t, claim=guarded_claim, validator=guarded_validator, strategy=guarded_strategy)
 
 
-__all__ = ["THEOREMS", "MUTANTS", "SOURCES", "by_id", "resolve", "family_theorem", "load_theorems", "Theorem", "Expected",
+__all__ = ["THEOREMS", "MUTANTS", "SOURCES", "by_id", "resolve", "select_only", "family_theorem", "load_theorems", "Theorem", "Expected",
            "mutant", "assumptions", "domain", "instances", "mixed", "log_uniform"]

@@ -7,7 +7,6 @@ from typing import Any
 from ncverify.proofs_checks.cli.args import (check_device, check_out_dir, check_seed, check_solver_options,
                                              check_starts, instance_from_args, parse_ids)
 from ncverify.proofs_checks.cli.output import console, fmt, print_copyable, print_json, shorten
-from ncverify.proofs_checks.errors import UnknownIdError
 from ncverify.proofs_checks.exitcodes import ExitCode, check_exit_code
 
 
@@ -286,13 +285,9 @@ def _validate_run_args(args: argparse.Namespace):
     only = parse_ids(args.only, "--only")
     theorems, mutants = _catalogue(args)
     if only is not None:
-        keep = set(only)
-        unknown = [i for i in only if i not in {t.id for t in theorems + mutants}]
-        if unknown:
-            raise UnknownIdError(f"--only: unknown theorem id(s) {', '.join(unknown)}; known: "
-                                 f"{', '.join(t.id for t in theorems)} (and their mutants, `ncverify list --mutants`)")
-        theorems = [t for t in theorems if t.id in keep]
-        mutants = [t for t in mutants if t.id in keep or t.mutant_of in keep]
+        from ncverify.proofs_checks.catalogue import select_only
+
+        theorems, mutants = select_only(theorems, mutants, only)
     check_out_dir(args.out)
     return budget, theorems, mutants
 
