@@ -13,8 +13,11 @@ relative difference between the two paths' best objectives, agreement of stop re
 the floating-point operations the batched path performed (matrix products and L-BFGS vector work, counted from
 the shapes and iteration counts) at this machine's measured large-matmul rate, and a memory floor: the bytes an
 L-BFGS iteration must stream at the real (unpadded) sizes at the measured copy bandwidth. Also: per start, whether
-both paths reached the same end point, and every instance whose best objectives differ (deep objectives have
-several local minima; from the same start the two line searches can end in different basins). Usage:
+both paths reached the same end point, and every instance whose best objectives differ. The two paths are
+different L-BFGS variants (torch's, with a strong-Wolfe line search and m = 50 in x; the batched one, compact,
+Armijo, m = 15 in block-scaled variables), so on deep objectives, which have several local minima, one start can
+end in different basins; ``max_rel_objective_diff_depth1`` is the same difference over the depth-1 instances
+(unconstrained-features models, every local minimum global), where the two must agree. Usage:
 
     python benchmarks/bench_batched.py [--instances 256] [--starts 3] [--seed 0] [--device auto] [--json]
 """
@@ -103,7 +106,8 @@ def main() -> None:
     t_batched = time.perf_counter() - t0
 
     loop_seconds = None
-    diffs, reasons_equal, disagree, same_start = [], 0, [], 0
+    diffs, diffs1, reasons_equal, disagree, same_start = [], [], 0, [], 0
+    loop_evals = loop_iters = 0
     if not args.skip_loop:
         t0 = time.perf_counter()
         res_l = [st.multistart(i, solver="lbfgs", starts=args.starts, seed=args.seed, device="cpu", engine="loop")
@@ -112,6 +116,10 @@ def main() -> None:
         for inst, a, b in zip(insts, res_l, res_b):
             fa, fb = a.best.objective, b.best.objective
             diffs.append(abs(fa - fb) / max(abs(fa), abs(fb), 1e-300))
+            if inst.depth == 1:
+                diffs1.append(diffs[-1])
+            loop_evals += sum(r.grad_evals for r in a.runs)
+            loop_iters += sum(r.iterations for r in a.runs)
             reasons_equal += sum(ra.stop_reason == rb.stop_reason for ra, rb in zip(a.runs, b.runs))
             same_start += sum(abs(ra.objective - rb.objective) <= 1e-10 * max(abs(ra.objective), 1e-300)
                               for ra, rb in zip(a.runs, b.runs))
@@ -141,6 +149,8 @@ def main() -> None:
         "loop_ms_per_instance": None if loop_seconds is None else round(1000 * loop_seconds / len(insts), 2),
         "batched_ms_per_instance": round(1000 * t_batched / len(insts), 3),
         "max_rel_objective_diff": max(diffs) if diffs else None,
+        "max_rel_objective_diff_depth1": max(diffs1) if diffs1 else None,
+        "depth1_instances": sum(i.depth == 1 for i in insts),
         "objective_disagreements": None if loop_seconds is None else {
             "count": len(disagree), "batched_lower": sum(d["lower"] == "batched" for d in disagree),
             "loop_lower": sum(d["lower"] == "loop" for d in disagree), "instances": disagree},
@@ -148,6 +158,8 @@ def main() -> None:
         "same_end_point_per_start": None if loop_seconds is None else f"{same_start}/{len(runs)}",
         "batched_stop_reasons": {k: sum(r.stop_reason == k for r in runs) for k in ("converged", "budget", "diverged")},
         "batched_grad_evals": evals, "batched_iterations": iters,
+        "loop_grad_evals": loop_evals if loop_seconds is not None else None,
+        "loop_iterations": loop_iters if loop_seconds is not None else None,
         "arithmetic_gflop": round(work / 1e9, 3), "matmul_gflops": round(rate / 1e9, 2),
         "arithmetic_floor_seconds": round(work / rate, 4),
         "batched_over_floor": round(t_batched / (work / rate), 1),
