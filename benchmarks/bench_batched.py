@@ -17,7 +17,10 @@ both paths reached the same end point, and every instance whose best objectives 
 different L-BFGS variants (torch's, with a strong-Wolfe line search and m = 50 in x; the batched one, compact,
 Armijo, m = 15 in block-scaled variables), so on deep objectives, which have several local minima, one start can
 end in different basins; ``max_rel_objective_diff_depth1`` is the same difference over the depth-1 instances
-(unconstrained-features models, every local minimum global), where the two must agree. Usage:
+(unconstrained-features models, every local minimum global), where the two must agree. ``same_solver`` then
+separates batching from the algorithm: the batched solver called on one problem at a time (same initial points,
+``numerics.batched.solve_problems([problem])``), its time and its largest relative difference to the batched
+best objectives (what padding, grouping and merging change). Usage:
 
     python benchmarks/bench_batched.py [--instances 256] [--starts 3] [--seed 0] [--device auto] [--json]
 """
@@ -90,6 +93,8 @@ def main() -> None:
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--device", default="auto")
     ap.add_argument("--skip-loop", action="store_true", help="time the batched path only")
+    ap.add_argument("--skip-same-solver", action="store_true",
+                    help="skip the batched solver's one-problem-per-call comparison")
     ap.add_argument("--json", action="store_true")
     args = ap.parse_args()
     torch.set_num_threads(1)
@@ -126,6 +131,27 @@ def main() -> None:
             if diffs[-1] > 1e-10:
                 disagree.append({"instance": inst.cli_flags(), "loop": fa, "batched": fb,
                                  "lower": "batched" if fb < fa else "loop"})
+    same = None
+    if not args.skip_same_solver:
+        probs = []
+        for inst in insts:
+            for i in range(args.starts):
+                p0, kind = st.portfolio_start(inst, i, args.seed, args.device)
+                probs.append(batched.Problem(inst, p0, seed=args.seed + i, start=i, kind=kind))
+        t0 = time.perf_counter()
+        one = [batched.solve_problems([pb], device=args.device)[0] for pb in probs]
+        t_one = time.perf_counter() - t0
+        S = args.starts
+        d_best, d_start = [], []
+        for k, m in enumerate(res_b):
+            mine = one[k * S:(k + 1) * S]
+            fo = min(r.objective for r in mine if r.stop_reason != "diverged")
+            d_best.append(abs(fo - m.best.objective) / max(abs(fo), 1e-300))
+            d_start += [abs(a.objective - b.objective) / max(abs(a.objective), 1e-300) for a, b in zip(mine, m.runs)]
+        same = {"seconds": round(t_one, 3), "ratio": round(t_one / t_batched, 1),
+                "max_rel_objective_diff": max(d_best), "instances_differing": sum(d > 1e-10 for d in d_best),
+                "same_end_point_per_start": f"{sum(d <= 1e-10 for d in d_start)}/{len(d_start)}",
+                "stop_reasons_equal": f"{sum(a.stop_reason == b.stop_reason for a, b in zip(one, (r for m in res_b for r in m.runs)))}/{len(one)}"}
     runs = [r for m in res_b for r in m.runs]
     evals = sum(r.grad_evals for r in runs)
     iters = sum(r.iterations for r in runs)
@@ -156,6 +182,7 @@ def main() -> None:
             "loop_lower": sum(d["lower"] == "loop" for d in disagree), "instances": disagree},
         "stop_reasons_equal": None if loop_seconds is None else f"{reasons_equal}/{len(runs)}",
         "same_end_point_per_start": None if loop_seconds is None else f"{same_start}/{len(runs)}",
+        "same_solver": same,
         "batched_stop_reasons": {k: sum(r.stop_reason == k for r in runs) for k in ("converged", "budget", "diverged")},
         "batched_grad_evals": evals, "batched_iterations": iters,
         "loop_grad_evals": loop_evals if loop_seconds is not None else None,
