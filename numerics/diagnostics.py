@@ -69,13 +69,44 @@ def objective_scale(inst: Instance, params: models.Params) -> float:
     return S
 
 
+def data_gradient_terms(inst: Instance, params: models.Params, Y: torch.Tensor) -> float:
+    """The size of the terms that the data term's gradient sums, which its float64 rounding is relative to:
+    with D = dL/dZ (K x N, the logits' gradient, 1/N included) and Z = A F (+ b 1^T), A = W_M...W_1 (or
+    W_M...W_2 after a ReLU), F = H (or s(W_1 H)):  || |D| 1 ||_2 + ||D||_F (||A||_F + ||F||_F).
+
+    The gradient itself can be 0 while these terms are not: at W = H = 0, b = 0 of cross-entropy with a
+    bias, db = D 1 sums N entries (1/K - y_ki)/N that cancel exactly, and float64 leaves about 1e-17. A
+    tolerance built only from ||grad f|| and the penalty gradients would then be about 1e-30."""
+    with torch.no_grad():
+        Z = models.forward(inst, params)
+    Zr = Z.detach().clone().requires_grad_(True)
+    with torch.enable_grad():
+        (D,) = torch.autograd.grad(models.data_term(inst, Zr, Y), Zr)
+    Ws = list(params.weights)
+    if inst.activation is not None and inst.depth > 1:
+        F = models.activation_fn(inst)(Ws[0] @ params.H)
+        Ws = Ws[1:]
+    else:
+        F = params.H
+    A = _product(Ws)
+    return float(D.abs().sum(dim=1).norm() + D.norm() * (A.norm() + F.norm()))
+
+
+def _product(Ws: list[torch.Tensor]) -> torch.Tensor:
+    """W_L ... W_1 of a list [W_1, ..., W_L] of torch matrices."""
+    A = Ws[0]
+    for W in Ws[1:]:
+        A = W @ A
+    return A
+
+
 def evaluate_point(inst: Instance, point: dict) -> dict:
     """Objective, gradient norm, gradient scale and Hessian norm at a float64 point.
 
     ``point`` = {"weights": [W_1, ..., W_M], "H": H, "b": b or None} (numpy arrays, the
     ``Params.to_numpy`` layout). Returns {"objective": f(theta), "grad_norm": ||grad f(theta)||_2,
-    "grad_scale": 2 ||grad pen|| + ||grad f|| (pen = the penalty terms; times 1 + max|z| for non-MSE
-    losses), "theta_norm": ||theta||_2, "hessian": ``hessian_info`` at theta, "scale": S =
+    "grad_scale": 2 ||grad pen|| + ||grad f|| + ``data_gradient_terms`` (pen = the penalty terms; times
+    1 + max|z| for non-MSE losses), "theta_norm": ||theta||_2, "hessian": ``hessian_info`` at theta, "scale": S =
     ``objective_scale``, "P": the number of parameters}.
     """
     params = models.Params.from_numpy(point)
@@ -94,7 +125,7 @@ def evaluate_point(inst: Instance, point: dict) -> dict:
     gp = torch.autograd.grad(pen, xp, allow_unused=True)
     gpen = math.sqrt(sum(float((t ** 2).sum()) for t in gp if t is not None))
     hess = hessian_info(inst, x.detach())
-    grad_scale = 2 * gpen + float(g.norm())
+    grad_scale = 2 * gpen + float(g.norm()) + data_gradient_terms(inst, params, Y)
     if inst.loss != "mse":
         # softmax-type losses: exp(z (1 + e)) = exp(z)(1 + z e), so the data gradient carries a relative
         # rounding error of about max|z| eps on top of the operations' own

@@ -20,6 +20,7 @@ import torch
 
 from ncverify.numerics import diagnostics, models, solvers, starts
 from ncverify.numerics.problem import Instance
+from ncverify.proofs_checks import tolerances
 
 HESS_RTOL = 1e-10
 ROOT = Path(__file__).resolve().parents[1]
@@ -245,3 +246,36 @@ def test_new_modules_do_not_import_sympy():
     code = "import sys, ncverify.numerics.diagnostics, ncverify.numerics.starts; assert 'sympy' not in sys.modules"
     out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=60)
     assert out.returncode == 0, out.stderr
+
+
+def test_gradient_rounding_scale_at_the_collapsed_point_of_ce_with_bias():
+    """At W = H = 0, b = 0 of cross-entropy with a bias the gradient is exactly 0 but float64 leaves about 1e-17 in
+    db = D 1 (N terms (1/K - y_ki)/N that cancel). The rounding scale of the data-gradient terms is then
+    || |D| 1 ||_2 with |D| 1 = (n_k (1 - 1/K) + (N - n_k) / K) / N per class k, so the derived gradient tolerance
+    is about eps, not eps times the rounding error itself. (Balanced: with imbalance b = 0 is not critical.)"""
+    counts = (2, 2, 2, 2, 2)
+    inst = Instance.create(counts, width=5, depth=1, lam_w=0.3, lam_h=0.3, loss="ce", bias=True, lam_b=0.1)
+    K, N = len(counts), sum(counts)
+    zero = {"weights": [np.zeros((K, 5))], "H": np.zeros((5, N)), "b": np.zeros(K)}
+    params = models.Params.from_numpy(zero)
+    rows = [(n * (1 - 1 / K) + (N - n) / K) / N for n in counts]
+    expected = math.sqrt(sum(r * r for r in rows))
+    got = diagnostics.data_gradient_terms(inst, params, models.labels(counts))
+    assert got == pytest.approx(expected, rel=1e-12)
+    at = diagnostics.evaluate_point(inst, zero)
+    tol = tolerances.gradient_at_point(0.0, at["theta_norm"], at["grad_scale"], at["P"])
+    assert at["grad_norm"] <= tol.value and tol.value >= 1e-16
+
+
+@pytest.mark.parametrize("theorem,kw", [
+    ("zhu2021.ce-ufm", {"classes": 5}),
+    ("zhu2021.ce-ufm", {"classes": 8}),
+    ("dang2023.ce-deep", {"classes": 5, "depth": 2}),
+])
+def test_true_claims_at_the_collapsed_point_of_ce_with_bias_verify(theorem, kw):
+    """Regression (W = H = 0 is the global minimizer at large lambdas): the claims verify instead of being refuted
+    by a 1e-30 gradient tolerance against float64 rounding of the bias gradient."""
+    import ncverify as nv
+
+    res = nv.check(theorem, per_class=2, lam_w=0.3, lam_h=0.3, bias=True, lam_b=0.1, **kw)
+    assert res.verdict == "verified", res.reason
