@@ -153,7 +153,9 @@ def search(theorem: "str | Theorem", *, budget: str = "default", seed: int = 0, 
     """The theorem-level verdict (``ncverify run --only ID`` without the report): a Hypothesis search of the
     theorem's domain with shrinking, full numeric checks on some of the drawn instances and on any
     counterexample. ``budget``: "quick", "default" or "thorough". Returns a ``TheoremResult``: ``.verdict``,
-    ``.reason``, ``.checks`` (the full checks), ``.counterexample``, ``.instances_tried``, ``.to_json()``."""
+    ``.reason``, ``.checks`` (the full checks), ``.counterexample``, ``.instances_tried``, ``.coverage()`` (the
+    ranges of K, depth, width, n_k, imbalance and lambda of the numerically checked and of the searched instances,
+    next to the theorem's assumptions), ``.to_json()``."""
     from ncverify.proofs_checks.search import Budget, search_theorem
 
     th = get_theorem(theorem, theorems_file=theorems_file)

@@ -18,7 +18,9 @@ results.json keys (schema_version 1; the number changes only when a key is remov
   platform, versions ({"torch", "sympy", "mpmath", "numpy", "hypothesis", "matplotlib"}: installed versions),
   budget, seed, solver, seconds,
   theorems: [{id, title, source, provenance, verdict, expected_verdict, matches_record, reason, instances_tried,
-              numeric_checks, worst {check, quantity, status, error, tolerance, origin, detail} | null,
+              numeric_checks, coverage {numeric, searched: {instances, K, depth, width, per_class, imbalance,
+              lambda ([min, max] each), loss, bias} | null, assumptions: [str]},
+              worst {check, quantity, status, error, tolerance, origin, detail} | null,
               counterexample {instance, reproduce, reason, verdict} | null, region, mutant_of, mutation,
               checks: [{theorem, instance, verdict, reason, evidence, claim, derivation, numerics, seconds,
               reproduce}], seconds}],
@@ -43,7 +45,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Callable, Iterable, Iterator
 
-from ncverify.proofs_checks.search import Budget, TheoremResult, search_theorem
+from ncverify.proofs_checks.search import Budget, TheoremResult, coverage_text, search_theorem
 from ncverify.proofs_checks.statement import Theorem
 
 #: results.json format version: bumped only on an incompatible change (a key removed or changing meaning)
@@ -217,7 +219,9 @@ def _worst_text(w: dict | None) -> str:
 
 
 def _coverage(t: dict) -> str:
-    return f"{t['instances_tried']} instances, {t['numeric_checks']} numeric"
+    cov = (t.get("coverage") or {}).get("numeric")
+    base = f"{t['instances_tried']} instances, {t['numeric_checks']} numeric"
+    return base if cov is None else f"{base} ({coverage_text(cov)})"
 
 
 def _run_line(data: dict) -> list[str]:
@@ -279,6 +283,13 @@ def _theorem_section(t: dict) -> list[str]:
     lines = [f"### `{t['id']}`: {t['title']}", "", f"**{t['verdict']}** (recorded: {t['expected_verdict']}){why}", "",
              f"- Source: {t['source']}",
              f"- Coverage: {t['instances_tried']} instances searched, {t['numeric_checks']} of them with full numerics"]
+    cov = t.get("coverage") or {}
+    if cov.get("numeric"):
+        lines.append(f"- Checked numerically: {coverage_text(cov['numeric'])}")
+    if cov.get("searched"):
+        lines.append(f"- Searched (claim vs derivation): {coverage_text(cov['searched'])}")
+    if cov.get("assumptions"):
+        lines.append(f"- Stated domain: {'; '.join(cov['assumptions'])}")
     w = t["worst"]
     if w is not None:
         lines.append(f"- Worst compared quantity: {w['quantity']}: error {_fmt(w['error'])} vs tolerance "

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
-from typing import Callable
+from typing import Callable, Sequence
 
 from hypothesis import HealthCheck, Phase, given, seed as hseed, settings
 
@@ -48,10 +48,17 @@ class TheoremResult:
     cheap_tried: int = 0
     counterexample: verify.CheckResult | None = None
     seconds: float = 0.0
+    searched: list[Instance] = field(default_factory=list)  # the drawn instances (generate phase, before a refutation)
 
     @property
     def instances_tried(self) -> int:
         return self.cheap_tried + len(self.checks)
+
+    def coverage(self) -> dict:
+        """What the verdict rests on: ``coverage`` of the fully (numerically) checked instances and of the
+        searched ones, next to the theorem's stated assumptions."""
+        return {"numeric": coverage([c.instance for c in self.checks]), "searched": coverage(self.searched),
+                "assumptions": list(self.theorem.assumptions)}
 
     def worst(self) -> verify.Evidence | None:
         cands = [c.worst() for c in self.checks if c.worst() is not None]
@@ -65,6 +72,7 @@ class TheoremResult:
             "id": t.id, "title": t.title, "source": t.source, "provenance": t.provenance, "verdict": self.verdict,
             "expected_verdict": t.expected.verdict, "matches_record": self.verdict == t.expected.verdict,
             "reason": self.reason, "instances_tried": self.instances_tried, "numeric_checks": len(self.checks),
+            "coverage": self.coverage(),
             "worst": None if w is None else w.to_json(),
             "counterexample": None if ce is None else {"instance": ce.instance.as_dict(), "reproduce": ce.reproduce,
                                                        "reason": ce.reason, "verdict": ce.verdict},
@@ -91,7 +99,7 @@ def search_theorem(theorem: Theorem, budget: Budget, *, seed: int = 0, solver: s
         res.checks.extend(verify.check_many(theorem, theorem.examples, solver=solver, starts=starts, seed=seed,
                                             record_history=True))
     # 2. cheap search with shrinking; the first drawn instances also get the full check
-    drawn: list[Instance] = []  # instances of the generate phase (before the first refutation)
+    drawn = res.searched  # instances of the generate phase (before the first refutation)
     failing: list[Instance] = []
     errors: list[BaseException] = []  # anything but a refutation (a user's claim that raises, a bug)
 
@@ -144,6 +152,30 @@ def spread(items: list, k: int) -> list:
     return [items[round(i * step)] for i in range(k)] if k > 1 else [items[len(items) // 2]]
 
 
+def coverage(insts: Sequence[Instance]) -> dict | None:
+    """What a set of instances covers (None when empty): their number and the [min, max] of the classes K, the
+    depth M, the width d, the samples per class n_k, the imbalance ratio max_k n_k / min_k n_k and every lambda
+    (lambda_{W_j} and lambda_H), the losses and whether a bias occurs."""
+    if not insts:
+        return None
+    span = lambda vals: [min(vals), max(vals)]  # noqa: E731
+    return {"instances": len(insts), "K": span([i.K for i in insts]), "depth": span([i.depth for i in insts]),
+            "width": span([i.width for i in insts]), "per_class": span([n for i in insts for n in i.counts]),
+            "imbalance": span([max(i.counts) / min(i.counts) for i in insts]),
+            "lambda": span([v for i in insts for v in (*i.lam_w, i.lam_h)]),
+            "loss": sorted({i.loss for i in insts}), "bias": sorted({bool(i.bias) for i in insts})}
+
+
+def coverage_text(cov: dict | None) -> str:
+    """One line of ``coverage``: "K 2..3, depth 1..2, width 2..5, n_k 1..4, imbalance <= 3, lambda 1e-3..0.1"."""
+    if cov is None:
+        return "no instances"
+    r = lambda k, f="{}": f.format(cov[k][0]) + ("" if cov[k][0] == cov[k][1] else ".." + f.format(cov[k][1]))  # noqa: E731
+    imb = "balanced" if cov["imbalance"][1] == 1 else f"imbalance <= {cov['imbalance'][1]:.3g}"
+    return (f"K {r('K')}, depth {r('depth')}, width {r('width')}, n_k {r('per_class')}, {imb}, "
+            f"lambda {r('lambda', '{:.3g}')}")
+
+
 def _decide(res: TheoremResult) -> None:
     refuted = [c for c in res.checks if c.verdict == "refuted"]
     if refuted:
@@ -152,7 +184,8 @@ def _decide(res: TheoremResult) -> None:
         res.verdict, res.reason = "refuted", res.counterexample.reason
     elif res.checks and all(c.verdict == "verified" for c in res.checks):
         res.verdict = "verified"
-        res.reason = f"{len(res.checks)} numeric checks verified; {res.cheap_tried} searched instances agreed with the derivation"
+        res.reason = (f"verified on {len(res.checks)} numeric instances ({coverage_text(coverage([c.instance for c in res.checks]))}); "
+                      f"{res.cheap_tried} searched instances agreed with the derivation")
     else:
         inc = [c for c in res.checks if c.verdict == "inconclusive"]
         res.verdict = "inconclusive"

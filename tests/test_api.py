@@ -137,6 +137,18 @@ def test_search_gives_the_theorem_level_verdict_with_its_coverage():
     assert isinstance(r, nv.TheoremResult)
     assert r.verdict == "verified" and r.instances_tried >= len(r.checks) >= 1
     assert r.to_json()["numeric_checks"] == len(r.checks)
+    # coverage: recomputed here from the checked instances; the verdict's reason names the same ranges
+    cov = r.to_json()["coverage"]
+    insts = [c.instance for c in r.checks]
+    num = cov["numeric"]
+    assert num["instances"] == len(insts)
+    assert num["K"] == [min(i.K for i in insts), max(i.K for i in insts)]
+    assert num["depth"] == [min(i.depth for i in insts), max(i.depth for i in insts)]
+    lams = [v for i in insts for v in (*i.lam_w, i.lam_h)]
+    assert num["lambda"] == [min(lams), max(lams)]
+    assert cov["searched"]["instances"] == len(r.searched) >= 1
+    assert cov["assumptions"] == list(nv.get_theorem("tirer2022.mse-ufm").assumptions)
+    assert r.reason.startswith(f"verified on {len(insts)} numeric instances (K {num['K'][0]}")
 
 
 # -- strategies ------------------------------------------------------------------------------------

@@ -68,7 +68,7 @@ def test_run_writes_report_and_exit_code_tracks_the_record(tmp_path, capsys):
     summary = md.index("| theorem | verdict | recorded | coverage | worst error vs tolerance |")
     assert summary < md.index("## Theorems") < md.index("## Mutants") < md.index("## Lemmas")
     row = next(line for line in md.splitlines() if line.startswith("| `tirer2022.mse-ufm` |"))
-    assert "**verified**" in row and "instances, " in row and " numeric |" in row
+    assert "**verified**" in row and "instances, " in row and " numeric (K " in row and "lambda " in row
     assert "<details>" in md and md.count("<details>") == md.count("</details>")
     _assert_tables_well_formed(md)
 
