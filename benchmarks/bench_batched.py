@@ -133,11 +133,7 @@ def main() -> None:
                                  "lower": "batched" if fb < fa else "loop"})
     same = None
     if not args.skip_same_solver:
-        probs = []
-        for inst in insts:
-            for i in range(args.starts):
-                p0, kind = st.portfolio_start(inst, i, args.seed, args.device)
-                probs.append(batched.Problem(inst, p0, seed=args.seed + i, start=i, kind=kind))
+        probs = st.portfolio_problems(insts, starts=args.starts, seed=args.seed, device=args.device)
         t0 = time.perf_counter()
         one = [batched.solve_problems([pb], device=args.device)[0] for pb in probs]
         t_one = time.perf_counter() - t0

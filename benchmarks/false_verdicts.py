@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import statistics
 import sys
 import time
@@ -24,6 +23,7 @@ import time
 import numpy as np
 
 import ncverify as nv
+from ncverify.numerics import models
 from ncverify.proofs_checks import verify
 
 
@@ -89,8 +89,8 @@ def main() -> None:
         print(json.dumps(rows[-1]), file=sys.stderr, flush=True)
         for r in results:
             if r.verdict != "verified":
-                problems.append({"theorem": th.id, "verdict": r.verdict, "parameters": int(
-                    sum(math.prod(s) for s in nv_shapes(r.instance))), "reproduce": r.reproduce,
+                problems.append({"theorem": th.id, "verdict": r.verdict, "parameters": models.num_params(r.instance),
+                                 "reproduce": r.reproduce,
                     "reason": " ".join(r.reason.split())[:300]})
     out = {"seed": args.seed, "per_theorem": args.per_theorem, "theorems": rows, "not_verified": problems,
            "total": {k: sum(r[k] for r in rows) for k in ("instances", "verified", "refuted", "inconclusive")}}
@@ -105,12 +105,6 @@ def main() -> None:
     print(f"{'total':28s} {t['instances']:5d} {t['verified']:8d} {t['refuted']:7d} {t['inconclusive']:7d}")
     for p in problems:
         print(f"\n{p['verdict']} ({p['parameters']} parameters): {p['reproduce']}\n  {p['reason']}")
-
-
-def nv_shapes(inst):
-    from ncverify.numerics import models
-
-    return models.shapes(inst)
 
 
 if __name__ == "__main__":

@@ -19,7 +19,7 @@ import math
 import numpy as np
 import torch
 
-from ncverify.numerics import models
+from ncverify.numerics import metrics, models
 from ncverify.numerics.problem import Instance
 
 #: float64 machine epsilon (2^-52).
@@ -88,16 +88,8 @@ def data_gradient_terms(inst: Instance, params: models.Params, Y: torch.Tensor) 
         Ws = Ws[1:]
     else:
         F = params.H
-    A = _product(Ws)
-    return float(D.abs().sum(dim=1).norm() + D.norm() * (A.norm() + F.norm()))
-
-
-def _product(Ws: list[torch.Tensor]) -> torch.Tensor:
-    """W_L ... W_1 of a list [W_1, ..., W_L] of torch matrices."""
-    A = Ws[0]
-    for W in Ws[1:]:
-        A = W @ A
-    return A
+    A_norm = float(np.linalg.norm(metrics.product(Ws)))
+    return float(D.abs().sum(dim=1).norm() + D.norm() * (A_norm + F.norm()))
 
 
 def evaluate_point(inst: Instance, point: dict) -> dict:

@@ -154,6 +154,18 @@ def _check(starts: int, seed: int, solver: str) -> None:
         raise InstanceError(f"solver must be one of {', '.join(batched.SOLVERS)}, got {solver!r}")
 
 
+def portfolio_problems(insts: Sequence[Instance], *, starts: int, seed: int, device: str = "auto",
+                       init_std: float | None = None) -> list[batched.Problem]:
+    """The portfolio's first ``starts`` starts of every instance as ``batched.Problem``s, instance-major (start i
+    of an instance: ``portfolio_start(inst, i, seed)``, labelled with its seed ``seed + i`` and kind)."""
+    problems = []
+    for inst in insts:
+        for i in range(int(starts)):
+            p0, kind = portfolio_start(inst, i, seed, device, init_std)
+            problems.append(batched.Problem(inst, p0, seed=int(seed) + i, start=i, kind=kind))
+    return problems
+
+
 def solve_instances(insts: Sequence[Instance], *, starts: int, seed: int, solver: str = "lbfgs", device: str = "auto",
                     max_iter: int | None = None, grad_tol: float | None = None, lr: float = 0.1, momentum: float = 0.9,
                     init_std: float | None = None, progress: Callable[[int, int], None] | None = None
@@ -161,11 +173,7 @@ def solve_instances(insts: Sequence[Instance], *, starts: int, seed: int, solver
     """The portfolio's first ``starts`` starts of every instance, minimized in one batched call; one
     ``MultiStartResult`` per instance (runs in start order, ``start`` = i, message ending "init <kind>")."""
     _check(starts, seed, solver)
-    problems = []
-    for inst in insts:
-        for i in range(int(starts)):
-            p0, kind = portfolio_start(inst, i, seed, device, init_std)
-            problems.append(batched.Problem(inst, p0, seed=int(seed) + i, start=i, kind=kind))
+    problems = portfolio_problems(insts, starts=starts, seed=seed, device=device, init_std=init_std)
     runs = batched.solve_problems(problems, solver=solver, device=device, max_iter=max_iter, grad_tol=grad_tol,
                                   lr=lr, momentum=momentum, progress=progress)
     S = int(starts)

@@ -128,14 +128,6 @@ def test_compact_lbfgs_product_equals_the_two_loop_recursion():
     assert torch.allclose(Hg, _two_loop(g, pairs, float(gamma)), rtol=1e-11, atol=1e-12)
 
 
-def _portfolio_problems(inst: Instance, n_starts: int, seed: int = 0) -> list[batched.Problem]:
-    out = []
-    for i in range(n_starts):
-        p0, kind = starts.portfolio_start(inst, i, seed)
-        out.append(batched.Problem(inst, p0, seed=seed + i, start=i, kind=kind))
-    return out
-
-
 @given(K=st.integers(2, 5), n=st.integers(1, 4), extra=st.integers(0, 2), loss=st.sampled_from(["mse", "ce"]),
        lam=st.floats(1e-3, 5e-2), imbalanced=st.booleans())
 def test_batched_and_one_at_a_time_agree_where_every_local_minimum_is_global(K, n, extra, loss, lam, imbalanced):
@@ -218,14 +210,14 @@ def test_non_finite_start_is_diverged_and_the_rest_converge():
     inst = Instance.create((2, 3), width=2, depth=2, lam_w=0.02, lam_h=0.02)
     p_bad = models.init_params(inst, torch.Generator().manual_seed(0))
     p_bad.H[0, 0] = math.nan
-    probs = [batched.Problem(inst, p_bad)] + _portfolio_problems(inst, 2)
+    probs = [batched.Problem(inst, p_bad)] + starts.portfolio_problems([inst], starts=2, seed=0)
     res = batched.solve_problems(probs)
     assert res[0].stop_reason == "diverged" and res[0].objective == math.inf
     assert [r.stop_reason for r in res[1:]] == ["converged", "converged"]
 
 
 def test_same_seed_same_numbers_and_merging_is_exact():
-    probs = [p for inst in MIXED for p in _portfolio_problems(inst, 2, seed=4)]
+    probs = starts.portfolio_problems(MIXED, starts=2, seed=4)
     a = batched.solve_problems(probs)
     b = batched.solve_problems(probs)
     for ra, rb in zip(a, b):
@@ -303,7 +295,7 @@ def test_bad_arguments_are_refused():
 
 @pytest.mark.gpu
 def test_batched_on_cuda_matches_cpu():
-    probs = [p for inst in MIXED[:3] for p in _portfolio_problems(inst, 2)]
+    probs = starts.portfolio_problems(MIXED[:3], starts=2, seed=0)
     cpu = batched.solve_problems(probs, device="cpu")
     gpu = batched.solve_problems(probs, device="cuda")
     for a, b in zip(cpu, gpu):
@@ -314,7 +306,7 @@ def test_batched_on_cuda_matches_cpu():
 def test_stragglers_of_different_registered_losses_are_not_merged():
     """Slow rows of batches with different registered losses finish in separate tail batches."""
     insts = [Instance.create((2, 2), width=2, depth=2, lam_w=1e-3, lam_h=1e-3, loss=f"ce-ls:{d}") for d in (0.1, 0.3)]
-    probs = [p for inst in insts for p in _portfolio_problems(inst, 3)]
+    probs = starts.portfolio_problems(insts, starts=3, seed=0)
     res = batched.solve_problems(probs)
     assert all(r.stop_reason == "converged" for r in res)
     for k, inst in enumerate(insts):
