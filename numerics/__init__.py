@@ -10,6 +10,8 @@ torch and numpy only (never SymPy). Submodules:
 * ``numerics.starts``   -- the start portfolio (``PORTFOLIO``: Gaussian at several scales, balanced spectral,
   low-rank; the lifted reduced start on deep CE), ``solve_instances`` (batched) and ``multistart`` (batched, or ``engine="loop"``);
 * ``numerics.diagnostics`` -- ``hessian_info``, ``objective_scale``, ``evaluate_point``, ``parameter_count`` at a point;
+* ``numerics.curvature`` -- Hessian-free curvature: ``transverse_curvature`` (Lanczos on Hessian-vector products with
+  the symmetry orbit projected out), ``hessian_norm``, and the dense reference ``dense_transverse``;
 * ``numerics.metrics``  -- NC1 / NC2 / NC3, spectra, balancedness residuals, ``measure``;
 * ``numerics.ground_truth`` -- M = 1 MSE global minimum by singular-value soft-thresholding (numpy);
 * ``numerics.ce_lift``  -- deep CE: the reduced K x K problem as an instance, the balanced lift of class-mean logits;

@@ -6,7 +6,9 @@ f = ``models.objective``; P = the number of scalars in theta.
 
 * ``hessian_info(inst, x)``: ||Hess f(theta)||_2, its smallest eigenvalue, and mu, the smallest
   eigenvalue above the symmetry cutoff sqrt(eps) ||Hess f||_2 (eigenvalues at or below the cutoff in
-  absolute value are counted as zero modes: flat directions of the symmetry orbit);
+  absolute value are counted as zero modes: flat directions of the symmetry orbit); dense up to
+  ``DENSE_MAX_PARAMS`` parameters, above that Hessian-free (``numerics.curvature``: Lanczos on Hessian-vector
+  products with the symmetry orbit projected out, mu a lower bound from the Ritz residual);
 * ``objective_scale(inst, params)``: S, the rounding scale of f in the evaluation tolerance;
 * ``evaluate_point(inst, point)``: objective, ||grad f||, the gradient's rounding scale, ||theta||,
   ``hessian_info``, S and P at a float64 point;
@@ -24,29 +26,42 @@ from ncverify.numerics.problem import Instance
 
 #: float64 machine epsilon (2^-52).
 EPS = float(np.finfo(np.float64).eps)
-#: Default ``max_params`` of ``hessian_info``: the dense P x P Hessian is formed only up to this P.
-HESSIAN_MAX_PARAMS = 3000
+#: ``hessian_info`` forms the dense P x P Hessian up to this P (eigvalsh costs P^3: 0.1 s at P = 1000, 3 s at 3000)
+DENSE_MAX_PARAMS = 1000
+#: Default ``max_params`` of ``hessian_info``: no curvature above this P (the Lanczos vectors take
+#: (``curvature.LANCZOS_MAX_ITER`` + 1) P float64 numbers: 1.6 GB at this P)
+HESSIAN_MAX_PARAMS = 500_000
 
 
-def hessian_info(inst: Instance, x: torch.Tensor, max_params: int = HESSIAN_MAX_PARAMS) -> dict:
+def hessian_info(inst: Instance, x: torch.Tensor, max_params: int = HESSIAN_MAX_PARAMS,
+                 dense_max: int = DENSE_MAX_PARAMS) -> dict:
     """Hessian spectrum of f at the flat point ``x`` (= theta, ``Params.flatten`` order for ``inst``).
 
-    Returns {"available": True, "norm": ||Hess||_2 (max |eigenvalue|), "min_eig": the smallest
+    Returns {"available": True, "method": "dense", "norm": ||Hess||_2 (max |eigenvalue|), "min_eig": the smallest
     eigenvalue, "cutoff": sqrt(eps) ||Hess||_2 (eps = ``EPS``), "mu": the smallest eigenvalue above
-    ``cutoff`` (0.0 if none), "zero_modes": the number of eigenvalues with |lambda| <= ``cutoff``}, or
-    {"available": False, "reason": ...} when ``x`` has more than ``max_params`` entries (the dense
-    Hessian is not formed; the reason names the parameter count).
+    ``cutoff`` (0.0 if none), "zero_modes": the number of eigenvalues with |lambda| <= ``cutoff``} when P <=
+    ``dense_max``; above it ``curvature.transverse_curvature(inst, x, above_cutoff=True)`` (method "lanczos": the
+    same mu, from Hessian-vector products, as a lower bound with its residual; "zero_modes" there is the dimension
+    of the projected symmetry orbit); {"available": False, "reason": ...} when ``x`` has more than ``max_params``
+    entries (the reason names the parameter count).
     """
     Y = models.labels(inst.counts, dtype=x.dtype, device=x.device)
     f = models.flat_objective(inst, Y)
     if x.numel() > max_params:
-        return {"available": False, "reason": f"{x.numel()} parameters: Hessian not formed"}
-    Hm = torch.autograd.functional.hessian(f, x.detach())
+        return {"available": False, "reason": f"{x.numel()} parameters: above the curvature limit of {max_params}"}
+    if x.numel() > dense_max:
+        from ncverify.numerics import curvature
+
+        return curvature.transverse_curvature(inst, x.detach(), above_cutoff=True)
+    try:  # all P Hessian-vector products in one vectorized backward pass (about 10x faster than P passes)
+        Hm = torch.autograd.functional.hessian(f, x.detach(), vectorize=True)
+    except RuntimeError:  # a registered loss whose operations vmap does not support
+        Hm = torch.autograd.functional.hessian(f, x.detach())
     evals = torch.linalg.eigvalsh(0.5 * (Hm + Hm.T)).cpu().numpy()
     norm = float(np.max(np.abs(evals)))
     cutoff = math.sqrt(EPS) * max(norm, 1e-300)
     above = evals[evals > cutoff]
-    return {"available": True, "norm": norm, "min_eig": float(evals.min()), "cutoff": cutoff,
+    return {"available": True, "method": "dense", "norm": norm, "min_eig": float(evals.min()), "cutoff": cutoff,
             "mu": float(above.min()) if above.size else 0.0, "zero_modes": int(np.sum(np.abs(evals) <= cutoff))}
 
 
@@ -98,7 +113,8 @@ def evaluate_point(inst: Instance, point: dict) -> dict:
     ``point`` = {"weights": [W_1, ..., W_M], "H": H, "b": b or None} (numpy arrays, the
     ``Params.to_numpy`` layout). Returns {"objective": f(theta), "grad_norm": ||grad f(theta)||_2,
     "grad_scale": 2 ||grad pen|| + ||grad f|| + ``data_gradient_terms`` (pen = the penalty terms; times
-    1 + max|z| for non-MSE losses), "theta_norm": ||theta||_2, "hessian": ``hessian_info`` at theta, "scale": S =
+    1 + max|z| for non-MSE losses), "theta_norm": ||theta||_2, "hessian": ``hessian_info`` at theta (above
+    ``DENSE_MAX_PARAMS`` only its "norm", from ``curvature.hessian_norm``), "scale": S =
     ``objective_scale``, "P": the number of parameters}.
     """
     params = models.Params.from_numpy(point)
@@ -116,7 +132,12 @@ def evaluate_point(inst: Instance, point: dict) -> dict:
         pen = pen + 0.5 * inst.lam_b * (pp.b ** 2).sum()
     gp = torch.autograd.grad(pen, xp, allow_unused=True)
     gpen = math.sqrt(sum(float((t ** 2).sum()) for t in gp if t is not None))
-    hess = hessian_info(inst, x.detach())
+    if x.numel() > DENSE_MAX_PARAMS:  # only ||Hess|| is needed here
+        from ncverify.numerics import curvature
+
+        hess = {"available": True, "method": "lanczos-norm", "norm": curvature.hessian_norm(inst, x.detach())}
+    else:
+        hess = hessian_info(inst, x.detach())
     grad_scale = 2 * gpen + float(g.norm()) + data_gradient_terms(inst, params, Y)
     if inst.loss != "mse":
         # softmax-type losses: exp(z (1 + e)) = exp(z)(1 + z e), so the data gradient carries a relative
