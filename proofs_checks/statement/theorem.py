@@ -14,8 +14,11 @@ from typing import Any, Callable
 from ncverify.numerics.problem import Instance
 from ncverify.theory.prediction import Prediction
 
-# qualitative claims the numeric stage knows how to check (``verify.stages``); any other name is an error
-SHAPE_CLAIMS = ("nc1", "nc1_post", "of_post", "self_duality")
+from ncverify.proofs_checks.statement import shapes
+
+# qualitative claims the numeric stage checks (``verify.stages``): the grammar of ``statement.shapes`` (nc1:<layer>,
+# gram:<layer>=<geometry>, self_duality:<layer>, alignment:<j>) and these short names; any other name is an error
+SHAPE_CLAIMS = tuple(shapes.ALIASES)
 
 
 @dataclass(frozen=True)
@@ -43,7 +46,8 @@ class Theorem:
     InstanceError naming the first violated assumption; strategy() -> a Hypothesis strategy of valid
     instances (``statement.domain``); claim(inst) -> Prediction; defaults: instance flags the theorem
     implies (loss, bias, ...); variant: the loss variant the theorem needs registered (``variants``);
-    min_starts: landscapes with spurious local minima (ReLU) need more random starts.
+    min_starts: landscapes with spurious local minima (ReLU) need more random starts; shape_claims: qualitative
+    claims about any layer (``statement.shapes``), checked at every numeric minimizer that reaches the claimed minimum.
     """
 
     id: str
@@ -67,9 +71,13 @@ class Theorem:
     variant: Any = None  # a ``variants.LossVariant`` registered by ``prepare()``
 
     def __post_init__(self) -> None:
-        unknown = [s for s in self.shape_claims if s not in SHAPE_CLAIMS]
-        if unknown:
-            raise ValueError(f"{self.id}: unknown shape claim(s) {unknown}; known: {', '.join(SHAPE_CLAIMS)}")
+        if isinstance(self.shape_claims, str):
+            raise ValueError(f"{self.id}: shape_claims must be a tuple of names, got the string {self.shape_claims!r}")
+        for name in self.shape_claims:
+            try:
+                shapes.parse(name)
+            except ValueError as exc:
+                raise ValueError(f"{self.id}: {exc}") from None
 
     def validate(self, inst: Instance) -> None:
         """Raise InstanceError naming the first violated assumption of this theorem."""

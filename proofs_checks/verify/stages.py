@@ -22,7 +22,7 @@ from ncverify.numerics import diagnostics, metrics
 from ncverify.numerics.problem import Instance
 from ncverify.numerics.starts import multistart
 from ncverify.proofs_checks import tolerances as tl
-from ncverify.proofs_checks.statement.theorem import SHAPE_CLAIMS
+from ncverify.proofs_checks.verify import shapes as shape_claims
 from ncverify.proofs_checks.verify.evidence import Check, Evidence, Status
 from ncverify.theory import construct
 from ncverify.theory.derive import derive
@@ -314,62 +314,30 @@ def _compare_shapes(theorem, claim: Prediction, inst: Instance, p: dict, eval_to
         same = len(zero) == len(claim.collapsed_classes) if relabel else sorted(zero) == sorted(claim.collapsed_classes)
         ev.append(Evidence(Check.NUMERICS, "collapsed classes (rows of W that vanish)", Status.PASS if same else Status.FAIL,
                            detail=f"claimed {sorted(claim.collapsed_classes)}, numeric {zero} (zero: ||w_k|| <= {dW:.2g})"))
-    for name in getattr(theorem, "shape_claims", ()):
-        ev.extend(_shape_claim(name, inst, p, G, dth))
     return ev
-
-
-def _shape_claim(name: str, inst: Instance, p: dict, G: dict, dth: tl.Tol) -> list[Evidence]:
-    """Qualitative claims by name (``statement.SHAPE_CLAIMS``): nc1 (features H), nc1_post (post-activation
-    features), of_post (their class means an OF), self_duality. An unknown name is a bug, never ignored."""
-    if name not in SHAPE_CLAIMS:
-        raise ValueError(f"unknown shape claim {name!r}; known: {', '.join(SHAPE_CLAIMS)}")
-    out: list[Evidence] = []
-    if name in ("nc1", "nc1_post"):
-        feats = p["H"] if name == "nc1" else G.get("H2")
-        if feats is None:
-            return out
-        Hbar = metrics.class_means(feats, inst.counts)
-        centered = Hbar - Hbar.mean(axis=1, keepdims=True)
-        ev_b = np.linalg.eigvalsh(centered @ centered.T / inst.K)
-        lam_min = float(ev_b[ev_b > 1e-12 * max(ev_b.max(), 1e-300)].min()) if ev_b.max() > 0 else 0.0
-        if lam_min == 0.0:
-            out.append(Evidence(Check.NUMERICS, f"{name} (within-class variability)", Status.INFO, detail="class means collapsed to zero"))
-            return out
-        v = metrics.nc1(feats, inst.counts)
-        tol = dth.value ** 2 / (inst.N * inst.K * lam_min) * 4
-        out.append(Evidence(Check.NUMERICS, f"{name} = (1/K) tr(Sigma_W Sigma_B^+)", Status.PASS if v <= tol else Status.FAIL, v, tol,
-                            f"||h - hbar|| <= 2 dtheta: nc1 <= 4 dtheta^2/(N K lambda_min(Sigma_B)), dtheta = {dth.value:.2g}"))
-    elif name == "of_post":
-        Gp = G.get("H2barTH2bar")
-        if Gp is None:
-            return out
-        nG = float(np.linalg.norm(Gp))
-        if nG <= dth.value:
-            out.append(Evidence(Check.NUMERICS, "post-activation class means", Status.INFO, detail="zero"))
-            return out
-        v = metrics.nc2(Gp, "OF")
-        tol = 2 * math.sqrt(inst.K) * 2 * math.sqrt(nG) * dth.value / nG
-        out.append(Evidence(Check.NUMERICS, "post-activation class means form an OF (nc2)", Status.PASS if v <= tol else Status.FAIL, v, tol,
-                            "2 ||Delta G||/||G|| with ||Delta G|| <= sqrt(K) 2 ||hbar|| dtheta"))
-    elif name == "self_duality":
-        W, Hbar = G["W"], G["Hbar"]
-        Hc = Hbar - Hbar.mean(axis=1, keepdims=True)
-        nW, nH = float(np.linalg.norm(W)), float(np.linalg.norm(Hc))
-        if nW <= dth.value or nH <= dth.value:
-            out.append(Evidence(Check.NUMERICS, "self-duality", Status.INFO, detail="W or the class means are zero"))
-            return out
-        v = metrics.nc3_duality(W, Hc)
-        tol = 2 * (dth.value * len(p["weights"]) / nW + dth.value / nH)
-        out.append(Evidence(Check.NUMERICS, "self-duality W^T proportional to centered class means (nc3)",
-                            Status.PASS if v <= tol else Status.FAIL, v, tol, "first-order bound 2(dW/||W|| + dh/||Hbar||)"))
-    return out
-
 
 
 
 # ---------------------------------------------------------------------------------------------
 # the stages
+def _shapes_at_minimizers(theorem: Any, inst: Instance, res: Any, claimed_f: float, eval_tol: tl.Tol, mu: float
+                          ) -> list[Evidence]:
+    """The theorem's shape claims at every converged end point that reaches the claimed minimum (best first):
+    claims about a quantity the minimum does not determine are refuted by two such minimizers that disagree."""
+    names = getattr(theorem, "shape_claims", ())
+    if not names:
+        return []
+    pts = []
+    for r in [res.best] + [r for r in res.runs if r is not res.best and r.stop_reason == "converged"]:
+        if abs(r.objective - claimed_f) > tl.objective_match(eval_tol, r.grad_norm, mu).value:
+            continue
+        dth = tl.argmin_distance(eval_tol, r.grad_norm, mu)
+        if not math.isfinite(dth.value):
+            return [Evidence(Check.NUMERICS, "shape claims", Status.UNSETTLED, detail=dth.origin)]
+        pts.append((f"start {r.start} ({r.init or 'start'})", r.params.to_numpy(), dth.value))
+    return shape_claims.at_minimizers(names, inst, pts) if pts else []
+
+
 def derivation_stage(family: str, claim: Prediction, inst: Instance, dps: int = 40
                      ) -> tuple[Prediction | None, list[Evidence]]:
     """Stage 1: the exact derivation of ``family`` at ``inst`` and the claim against it. A family whose
@@ -457,6 +425,7 @@ def numerics_stage(theorem: Any, claim: Prediction, inst: Instance, deriv: Predi
                                   "near-singular Hessian (close to a phase boundary?)"))
     if matched:
         ev.extend(_compare_shapes(theorem, claim, inst, p, eval_tol, best.grad_norm, mu))
+        ev.extend(_shapes_at_minimizers(theorem, inst, res, claimed_f, eval_tol, mu))
     m = metrics.measure(inst, best.params)
     num["metrics"] = m.get("metrics")
     num["singular_values"] = m.get("singular_values")
