@@ -14,12 +14,16 @@ that no single kind of start reaches reliably:
 * "low-rank": ``low_rank_start``, aligned factors of rank r < K at the labels' scale plus a small generic
   perturbation; the j-th low-rank start of a run uses r = K - 1 - (j mod (K - 1)) (r = 1 when K = 2), so
   several ranks are tried (deep cross-entropy has low-rank minima below the simplex ETF);
-* "reduced" (replaces start ``REDUCED_AT`` = 3, "std 1", on balanced bias-free deep linear CE instances with
+* "reduced" (replaces start ``REDUCED_AT`` = 1, the first "balanced", on balanced bias-free deep linear CE instances with
   d >= K, ``ce_lift.liftable``): ``reduced_start``, the best end point of an ``REDUCED_STARTS``-start search of
   the instance's reduced K x K problem (``ce_lift.reduced_instance``: the same objective over the class-mean
   logits, solved with this portfolio; no codes, no claim) lifted to full matrices by the balanced
   factorization (``ce_lift.balanced_point``). Near total collapse the nonzero minimizers of deep CE have basins
   that Gaussian, balanced and low-rank starts of the full problem rarely reach; the K x K problem finds them.
+
+* "nonnegative" (replaces start ``NONNEG_AT`` = 3, "std 1", on ReLU instances): ``balanced_start`` with W_1 and H
+  replaced by their entrywise absolute values, so every pre-activation W_1 H is >= 0 and the ReLU starts active
+  (the ReLU model then starts where the linear model's basins are; Gaussian starts kill part of the features).
 
 ``solve_instances`` minimizes the starts of many instances in one batched call (``numerics.batched``);
 ``multistart(..., engine="loop")`` runs the same starts one at a time with ``numerics.solvers`` (the reference
@@ -40,9 +44,11 @@ PORTFOLIO = ("std 0.1", "balanced", "low-rank", "std 1", "balanced", "low-rank",
 LOW_RANK_NOISE = 1e-3
 ENGINES = ("batched", "loop")
 #: the start index that is "reduced" on instances where ``ce_lift.liftable`` (else PORTFOLIO[REDUCED_AT])
-REDUCED_AT = 3
+REDUCED_AT = 1
+#: the start index that is "nonnegative" on ReLU instances (else PORTFOLIO[NONNEG_AT])
+NONNEG_AT = 3
 #: starts of the reduced K x K search behind a "reduced" start
-REDUCED_STARTS = 8
+REDUCED_STARTS = 16
 
 
 def _scales(inst: Instance) -> tuple[list[float], float]:
@@ -97,12 +103,15 @@ def low_rank_start(inst: Instance, generator: torch.Generator, rank: int, device
     return models.Params(ws, H, b).to(device=models.resolve_device(device))
 
 
-def reduced_start(inst: Instance, seed: int, device: str = "auto") -> models.Params | None:
+def reduced_start(inst: Instance, seed: int, device: str = "auto", runs: Sequence[solvers.RunResult] | None = None
+                  ) -> models.Params | None:
     """The "reduced" start (see the module docstring): the least end point of the reduced problem's first
-    ``REDUCED_STARTS`` portfolio starts (seeds ``seed``, ``seed + 1``, ...), its class-mean logits
+    ``REDUCED_STARTS`` portfolio starts (seeds ``seed``, ``seed + 1``, ...; ``runs``: those end points already
+    computed, e.g. batched over many instances by ``portfolio_problems``), its class-mean logits
     Zbar = W_M...W_1 H lifted by ``ce_lift.balanced_point``; None if every reduced start diverged."""
-    red = ce_lift.reduced_instance(inst.K, inst.depth, ce_lift.ell_of(inst))
-    runs = solve_instances([red], starts=REDUCED_STARTS, seed=seed, device="cpu")[0].runs
+    if runs is None:
+        red = ce_lift.reduced_instance(inst.K, inst.depth, ce_lift.ell_of(inst))
+        runs = solve_instances([red], starts=REDUCED_STARTS, seed=seed, device="cpu")[0].runs
     ok = [r for r in runs if r.stop_reason != "diverged" and math.isfinite(r.objective)]
     if not ok:
         return None
@@ -116,28 +125,36 @@ def reduced_start(inst: Instance, seed: int, device: str = "auto") -> models.Par
 
 def portfolio_kind(inst: Instance, i: int) -> str:
     """The kind of start i for ``inst``: ``PORTFOLIO[i % 8]``, except "reduced" at i = ``REDUCED_AT`` on
-    instances where the deep CE reduction applies (``ce_lift.liftable``)."""
+    instances where the deep CE reduction applies (``ce_lift.liftable``) and "nonnegative" at i = ``NONNEG_AT`` on
+    ReLU instances."""
     if i == REDUCED_AT and ce_lift.liftable(inst):
         return "reduced"
+    if i == NONNEG_AT and inst.activation == "relu":
+        return "nonnegative"
     return PORTFOLIO[i % len(PORTFOLIO)]
 
 
 def portfolio_start(inst: Instance, i: int, seed: int, device: str = "auto",
-                    init_std: float | None = None) -> tuple[models.Params, str]:
+                    init_std: float | None = None, reduced_runs: Sequence[solvers.RunResult] | None = None
+                    ) -> tuple[models.Params, str]:
     """Start i of the portfolio (kind ``portfolio_kind(inst, i)``, generator seed ``seed + i``) and its label;
-    ``init_std`` set: every start is Gaussian N(0, init_std^2) instead (the papers' protocol)."""
+    ``init_std`` set: every start is Gaussian N(0, init_std^2) instead (the papers' protocol); ``reduced_runs``:
+    the reduced search behind a "reduced" start, already solved."""
     gen = torch.Generator().manual_seed(int(seed) + i)
     if init_std is not None:
         return models.init_params(inst, gen, std=init_std, device=models.resolve_device(device)), f"std {init_std:g}"
     kind = portfolio_kind(inst, i)
     dev = models.resolve_device(device)
     if kind == "reduced":
-        p0 = reduced_start(inst, int(seed) + i, device)
+        p0 = reduced_start(inst, int(seed) + i, device, runs=reduced_runs)
         if p0 is not None:
             return p0, kind
         return models.init_params(inst, gen, std=1.0, device=dev), "std 1 (every reduced start diverged)"
     if kind == "balanced":
         return balanced_start(inst, gen, device), kind
+    if kind == "nonnegative":
+        p0 = balanced_start(inst, gen, device)
+        return models.Params([p0.weights[0].abs(), *p0.weights[1:]], p0.H.abs(), p0.b), kind
     if kind == "low-rank":
         j = sum(1 for k in range(i) if PORTFOLIO[k % len(PORTFOLIO)] == "low-rank")
         r = inst.K - 1 - (j % (inst.K - 1)) if inst.K > 2 else 1
@@ -157,11 +174,19 @@ def _check(starts: int, seed: int, solver: str) -> None:
 def portfolio_problems(insts: Sequence[Instance], *, starts: int, seed: int, device: str = "auto",
                        init_std: float | None = None) -> list[batched.Problem]:
     """The portfolio's first ``starts`` starts of every instance as ``batched.Problem``s, instance-major (start i
-    of an instance: ``portfolio_start(inst, i, seed)``, labelled with its seed ``seed + i`` and kind)."""
+    of an instance: ``portfolio_start(inst, i, seed)``, labelled with its seed ``seed + i`` and kind). The reduced
+    searches behind the instances' "reduced" starts are solved first, all in one batched call."""
+    reduced: dict[Instance, list] = {}
+    if init_std is None and int(starts) > REDUCED_AT:
+        need = [inst for inst in dict.fromkeys(insts) if portfolio_kind(inst, REDUCED_AT) == "reduced"]
+        reds = [ce_lift.reduced_instance(inst.K, inst.depth, ce_lift.ell_of(inst)) for inst in need]
+        if reds:
+            solved = solve_instances(reds, starts=REDUCED_STARTS, seed=int(seed) + REDUCED_AT, device="cpu")
+            reduced = {inst: r.runs for inst, r in zip(need, solved)}
     problems = []
     for inst in insts:
         for i in range(int(starts)):
-            p0, kind = portfolio_start(inst, i, seed, device, init_std)
+            p0, kind = portfolio_start(inst, i, seed, device, init_std, reduced_runs=reduced.get(inst))
             problems.append(batched.Problem(inst, p0, seed=int(seed) + i, start=i, kind=kind))
     return problems
 

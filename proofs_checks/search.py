@@ -1,13 +1,20 @@
 """Theorem-level verdicts: a Hypothesis-driven counterexample search over a theorem's domain.
 
-Two tiers, so the search can afford shrinking:
-* the cheap check (claim vs exact derivation, and the explicitly constructed claimed point) runs on
-  every instance Hypothesis draws, and Hypothesis shrinks any instance it refutes to a small one
-  (fewest classes, smallest depth and width: the strategies are ordered so that smaller is simpler);
-* the full check (adds multi-start float64 numerics, ``verify.check``) runs on the theorem's fixed
-  examples, on the first ``numeric_instances`` drawn instances, and on the shrunk counterexample.
-A theorem is refuted when any instance refutes it; verified when every full check verified and no
-instance refuted; inconclusive otherwise.
+* The cheap check (claim vs exact derivation, and the explicitly constructed claimed point) runs on every instance
+  Hypothesis draws; Hypothesis shrinks an instance it refutes to a small one (fewest classes, smallest depth and
+  width: the strategies are ordered so that smaller is simpler).
+* The full check (adds multi-start float64 numerics, ``verify.check_many``: one batched solve per chunk of
+  ``CHUNK`` instances) runs on the theorem's fixed examples and on the first ``numeric_instances`` drawn
+  instances (at the default budget: every drawn instance). The exact side of a drawn instance is computed once
+  (``verify.ExactCache``).
+* A refutation that only the numerics see is shrunk too (``_shrink_numeric``): the search is replayed with the
+  same seed, so Hypothesis draws the same instances and fails on the first numerically refuted one, then shrinks it
+  with full checks (at most ``Budget.shrink_checks`` of them).
+
+A theorem is refuted when any instance refutes it. It is verified when no instance refutes it, at least one full
+check verified, and at most ``MAX_INCONCLUSIVE`` of its full checks are inconclusive; the verdict then reads
+"verified on N numeric instances (their ranges)", names the inconclusive instances it does not count, and claims no
+more. Otherwise it is inconclusive.
 """
 from __future__ import annotations
 
@@ -23,17 +30,28 @@ from ncverify.proofs_checks.errors import UsageError
 from ncverify.proofs_checks.statement import Theorem
 
 
+#: the largest fraction of a theorem's full checks that may be inconclusive in a "verified" (they are named, not counted)
+MAX_INCONCLUSIVE = 0.1
+#: drawn instances per batched numeric solve (progress is reported per chunk)
+CHUNK = 50
+
+
 @dataclass(frozen=True)
 class Budget:
+    """name; search_examples: instances drawn for the cheap check; numeric_instances: of which this many (the first
+    drawn) also get the full numeric check; starts: numeric starts per instance; shrink_checks: full checks allowed
+    while shrinking a refutation only the numerics see."""
+
     name: str
-    search_examples: int  # instances drawn for the cheap check
-    numeric_instances: int  # of which this many also get the full numeric check
+    search_examples: int
+    numeric_instances: int
     starts: int
+    shrink_checks: int = 20
 
     @staticmethod
     def of(name: str) -> "Budget":
-        table = {"quick": Budget("quick", 8, 1, 2), "default": Budget("default", 25, 2, 3),
-                 "thorough": Budget("thorough", 150, 8, 6)}
+        table = {"quick": Budget("quick", 8, 4, 2, 6), "default": Budget("default", 25, 25, 3, 20),
+                 "thorough": Budget("thorough", 200, 200, 6, 40)}
         if name not in table:
             raise UsageError(f"budget must be one of {', '.join(table)}, got {name!r}")
         return table[name]
@@ -57,8 +75,9 @@ class TheoremResult:
     def coverage(self) -> dict:
         """What the verdict rests on: ``coverage`` of the fully (numerically) checked instances and of the
         searched ones, next to the theorem's stated assumptions."""
-        return {"numeric": coverage([c.instance for c in self.checks]), "searched": coverage(self.searched),
-                "assumptions": list(self.theorem.assumptions)}
+        return {"numeric": coverage([c.instance for c in self.checks]),
+                "verified": coverage([c.instance for c in self.checks if c.verdict == "verified"]),
+                "searched": coverage(self.searched), "assumptions": list(self.theorem.assumptions)}
 
     def worst(self) -> verify.Evidence | None:
         cands = [c.worst() for c in self.checks if c.worst() is not None]
@@ -85,6 +104,12 @@ class _Refuted(AssertionError):
     pass
 
 
+def _settings(budget: Budget):
+    return settings(max_examples=budget.search_examples, deadline=None, database=None, derandomize=False,
+                    phases=[Phase.generate, Phase.shrink], suppress_health_check=list(HealthCheck),
+                    report_multiple_bugs=False)
+
+
 def search_theorem(theorem: Theorem, budget: Budget, *, seed: int = 0, solver: str = "lbfgs",
                    progress: Callable[[str], None] | None = None) -> TheoremResult:
     """The theorem-level verdict of ``theorem`` under ``budget`` (deterministic for a given seed)."""
@@ -92,19 +117,20 @@ def search_theorem(theorem: Theorem, budget: Budget, *, seed: int = 0, solver: s
     theorem.prepare()
     say = progress or (lambda msg: None)
     starts = max(budget.starts, theorem.min_starts)
+    cache = verify.ExactCache()
     res = TheoremResult(theorem, "inconclusive", "")
+    full = lambda insts, **kw: verify.check_many(theorem, insts, solver=solver, starts=starts, seed=seed,  # noqa: E731
+                                                 cache=cache, **kw)
     # 1. full checks on the fixed examples (one batched solve)
     if theorem.examples:
         say(f"{theorem.id}: {len(theorem.examples)} examples")
-        res.checks.extend(verify.check_many(theorem, theorem.examples, solver=solver, starts=starts, seed=seed,
-                                            record_history=True))
-    # 2. cheap search with shrinking; the first drawn instances also get the full check
+        res.checks.extend(full(list(theorem.examples), record_history=True))
+    # 2. cheap search with shrinking
     drawn = res.searched  # instances of the generate phase (before the first refutation)
     failing: list[Instance] = []
     errors: list[BaseException] = []  # anything but a refutation (a user's claim that raises, a bug)
 
-    @settings(max_examples=budget.search_examples, deadline=None, database=None, derandomize=False,
-              phases=[Phase.generate, Phase.shrink], suppress_health_check=list(HealthCheck), report_multiple_bugs=False)
+    @_settings(budget)
     @hseed(seed)
     @given(theorem.strategy())
     def probe(inst: Instance) -> None:
@@ -112,7 +138,7 @@ def search_theorem(theorem: Theorem, budget: Budget, *, seed: int = 0, solver: s
         if not failing and inst not in drawn:
             drawn.append(inst)
         try:
-            fails = verify.cheap_check(theorem, inst)
+            fails = verify.cheap_check(theorem, inst, cache=cache)
         except BaseException as exc:
             errors.append(exc)
             raise
@@ -127,18 +153,57 @@ def search_theorem(theorem: Theorem, budget: Budget, *, seed: int = 0, solver: s
         pass
     if errors:  # never let Hypothesis report a refutation instead of an error raised on another instance
         raise errors[-1]
-    numeric = spread(drawn, budget.numeric_instances)
-    if numeric:
-        say(f"{theorem.id}: numeric checks of {len(numeric)} drawn instances (one batched solve)")
-        res.checks.extend(verify.check_many(theorem, numeric, solver=solver, starts=starts, seed=seed))
+    if failing:  # refuted by the exact side: a few full checks, and the shrunk counterexample confirmed
+        numeric = spread(drawn, min(2, budget.numeric_instances))
+    else:
+        numeric = drawn[:budget.numeric_instances]
+    for i in range(0, len(numeric), CHUNK):
+        part = numeric[i:i + CHUNK]
+        say(f"{theorem.id}: numeric checks {i + 1}-{i + len(part)} of {len(numeric)} (one batched solve)")
+        res.checks.extend(full(part))
     if failing:
         smallest = failing[-1]  # Hypothesis replays the shrunk example last
         say(f"{theorem.id}: confirming counterexample {smallest.cli_flags()}")
-        ce = verify.check(theorem, smallest, solver=solver, starts=starts, seed=seed)
-        res.checks.append(ce)
+        res.checks.extend(full([smallest]))
+    elif any(c.verdict == "refuted" for c in res.checks if c.instance in set(drawn)):
+        say(f"{theorem.id}: shrinking a numeric refutation")
+        res.checks.extend(_shrink_numeric(theorem, budget, res, seed=seed, full=full, cache=cache))
     _decide(res)
     res.seconds = time.perf_counter() - t0
     return res
+
+
+def _shrink_numeric(theorem: Theorem, budget: Budget, res: TheoremResult, *, seed: int,
+                    full: Callable[..., list[verify.CheckResult]], cache: verify.ExactCache) -> list[verify.CheckResult]:
+    """Replay the search with the same seed: Hypothesis draws the same instances, fails on the first one the full
+    check refuted, then shrinks it; each shrink candidate gets a full check (at most ``budget.shrink_checks``; after
+    that candidates pass, so Hypothesis keeps the smallest refuted one). Returns the new refuting full checks."""
+    refuted = {c.instance for c in res.checks if c.verdict == "refuted"}
+    known = {c.instance for c in res.checks}
+    new: list[verify.CheckResult] = []
+    left = [budget.shrink_checks]
+
+    @_settings(budget)
+    @hseed(seed)
+    @given(theorem.strategy())
+    def replay(inst: Instance) -> None:
+        if inst in refuted or verify.cheap_check(theorem, inst, cache=cache):
+            raise _Refuted(inst.cli_flags())
+        if inst in known or not refuted or left[0] <= 0:
+            return
+        left[0] -= 1
+        known.add(inst)
+        (c,) = full([inst])
+        if c.verdict == "refuted":
+            new.append(c)
+            refuted.add(inst)
+            raise _Refuted(inst.cli_flags())
+
+    try:
+        replay()
+    except _Refuted:
+        pass
+    return new
 
 
 def spread(items: list, k: int) -> list:
@@ -178,15 +243,23 @@ def coverage_text(cov: dict | None) -> str:
 
 def _decide(res: TheoremResult) -> None:
     refuted = [c for c in res.checks if c.verdict == "refuted"]
+    ok = [c for c in res.checks if c.verdict == "verified"]
+    inc = [c for c in res.checks if c.verdict == "inconclusive"]
     if refuted:
         # the smallest refuting instance: fewest classes, smallest depth, width, samples
         res.counterexample = min(refuted, key=lambda c: (c.instance.K, c.instance.depth, c.instance.width, c.instance.N))
         res.verdict, res.reason = "refuted", res.counterexample.reason
-    elif res.checks and all(c.verdict == "verified" for c in res.checks):
+    elif ok and len(inc) <= MAX_INCONCLUSIVE * len(res.checks):
         res.verdict = "verified"
-        res.reason = (f"verified on {len(res.checks)} numeric instances ({coverage_text(coverage([c.instance for c in res.checks]))}); "
+        res.reason = (f"verified on {len(ok)} numeric instances ({coverage_text(coverage([c.instance for c in ok]))}); "
                       f"{res.cheap_tried} searched instances agreed with the derivation")
+        if inc:
+            res.reason += (f"; {len(inc)} of {len(res.checks)} numeric instances inconclusive and not counted (first: "
+                           f"{inc[0].instance.cli_flags()}: {inc[0].reason})")
     else:
-        inc = [c for c in res.checks if c.verdict == "inconclusive"]
         res.verdict = "inconclusive"
-        res.reason = inc[0].reason if inc else "no instance could be checked"
+        if inc:
+            res.reason = (f"{len(inc)} of {len(res.checks)} numeric instances inconclusive (more than "
+                          f"{MAX_INCONCLUSIVE:.0%}); first: {inc[0].instance.cli_flags()}: {inc[0].reason}")
+        else:
+            res.reason = "no instance could be checked"

@@ -226,3 +226,45 @@ def test_lemmas_through_the_api_include_the_seeded_wrong_version():
     d = nv.lemmas(budget="quick", only=["von-neumann-trace"])
     assert [(r["id"], r["verdict"]) for r in d["lemmas"]] == [("von-neumann-trace", "holds")]
     assert d["wrong_lemmas"]["caught"] == d["wrong_lemmas"]["total"] == 1  # the reversed inequality is violated
+
+
+def test_a_refutation_only_the_numerics_see_is_shrunk_to_a_small_instance():
+    """A claim with no derivation to compare and no point to build (only a too-high minimum value): the cheap search
+    passes everywhere, the full numeric checks of the drawn instances refute it, and the replayed search shrinks the
+    refutation with full checks to a small instance."""
+    import dataclasses
+
+    from ncverify.proofs_checks.search import Budget, search_theorem
+    from ncverify.proofs_checks.verify import cheap_check
+    from ncverify.theory.prediction import Exact, Prediction
+
+    base = nv.get_theorem("tirer2022.mse-ufm")
+
+    def too_high(inst):  # half the labels' energy: above the true minimum (< 1/2) everywhere but deep collapse
+        return Prediction(family="ce-deep", instance=inst.as_dict(), objective=Exact(0.75, None, "wrong"))
+
+    th = dataclasses.replace(base, id="test.numeric-only", family="ce-deep", claim=too_high, shape_claims=(),
+                             examples=())  # family ce-deep: no derivation for an MSE instance
+    inst = base.examples[0]
+    assert not cheap_check(th, inst)  # nothing for the cheap check to see
+    r = search_theorem(th, Budget("t", 6, 6, 2, 6), seed=0)
+    assert r.verdict == "refuted"
+    drawn_refuted = [c for c in r.checks if c.verdict == "refuted" and c.instance in r.searched]
+    assert drawn_refuted, "the full checks of the drawn instances refute it"
+    ce = r.counterexample.instance
+    assert ce.K == min(c.instance.K for c in r.checks if c.verdict == "refuted")
+    assert ce.K <= min(c.instance.K for c in drawn_refuted) and ce.N <= min(c.instance.N for c in drawn_refuted)
+
+
+def test_default_domains_cover_the_stated_domain():
+    """The catalogue's searches draw K up to 10, depths up to 6 where any depth is allowed, n_k up to 50 (and
+    imbalance up to 100), widths to K + 8, lambdas over four decades; a narrower statement is enforced by its
+    validator."""
+    th = nv.get_theorem("dang2023.mse-deep")
+    d = th.strategy
+    assert d.K == (2, 10) and max(d.depths) >= 6 and d.n[1] >= 50 and d.n_max[1] >= 100 and d.extra_width >= 8
+    assert d.lam[1] / d.lam[0] >= 1e4
+    narrow = nv.get_theorem("ce-deep-etf-boundary")
+    assert narrow.strategy.K == (3, 8) and "3 <= K <= 8" in " ".join(narrow.assumptions)
+    with pytest.raises(nv.InstanceError, match="3 <= K <= 8"):
+        narrow.validate(nv.instance([2] * 9, width=9, depth=2, loss="ce"))

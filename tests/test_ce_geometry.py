@@ -237,10 +237,10 @@ def test_reduced_start_lifts_the_reduced_search_and_never_recurses():
     inst = Instance.create(classes=4, per_class=10, width=5, depth=5, lam_w=0.077545751, lam_h=0.077545751, loss="ce")
     assert ce_lift.liftable(inst) and starts.portfolio_kind(inst, starts.REDUCED_AT) == "reduced"
     red = ce_lift.reduced_instance(4, 5, ce_lift.ell_of(inst))
-    assert not ce_lift.liftable(red) and starts.portfolio_kind(red, starts.REDUCED_AT) == "std 1"
+    assert not ce_lift.liftable(red) and starts.portfolio_kind(red, starts.REDUCED_AT) == starts.PORTFOLIO[starts.REDUCED_AT]
     for other in (inst.with_(loss="mse"), inst.with_(bias=True, lam_b=0.1), inst.with_(width=3),
                   Instance.create([3, 2, 2, 2], width=4, depth=2, loss="ce")):
-        assert not ce_lift.liftable(other) and starts.portfolio_kind(other, starts.REDUCED_AT) == "std 1"
+        assert not ce_lift.liftable(other) and starts.portfolio_kind(other, starts.REDUCED_AT) == starts.PORTFOLIO[starts.REDUCED_AT]
     p0, kind = starts.portfolio_start(inst, starts.REDUCED_AT, seed=0, device="cpu")
     assert kind == "reduced"
     # the lifted point has the objective of the reduced search's best end point (balanced factorization)

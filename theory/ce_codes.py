@@ -1061,6 +1061,41 @@ def recorded_winner(K: int, M: int, ell: float) -> str | None:
     return next((nm for a, b, nm in bands(entry) if a <= ell <= b), None)
 
 
+#: ``recorded_geometry`` defers to the full selection within this relative distance (in ell) of a recorded crossing
+RECORDED_MARGIN = 1e-3
+
+
+def recorded_geometry(K: int, M: int, ell, dps: int = 40) -> tuple[CodeValue | None, list[CodeValue]] | None:
+    """``best_geometry`` from the recorded phase table (derived once per (K, M), certified at 30 digits): the code
+    the table names at ell, refined at ``dps`` digits, with the simplex ETF refined beside it; (None, [...]) when
+    the table names total collapse. None -- use ``best_geometry`` -- when (K, M) is not recorded, ell is outside the
+    table's range or within ``RECORDED_MARGIN`` (relative) of a recorded crossing, or the named branch cannot be
+    refined at ell."""
+    entry = load_phase_table().get((K, M))
+    e = float(ell)
+    if entry is None or not entry["range"][0] <= e <= entry["range"][1]:
+        return None
+    if any(abs(e / float(c["ell"]) - 1) < RECORDED_MARGIN for c in entry["crossings"]):
+        return None
+    name = recorded_winner(K, M, e)
+    etf = etf_code(K)
+    try:
+        vals = [refined_value(etf, M, ell, dps)]
+    except (ArithmeticError, ZeroDivisionError):
+        vals = []  # no ETF branch at ell (beyond its end)
+    if name == "total collapse":
+        return None, vals
+    try:
+        code = next((m.code for m in _models(K, M, 2) if m.code.name() == name), None)
+        if code is None:
+            return None
+        win = vals[0] if (code == etf and vals) else refined_value(code, M, ell, dps)
+    except (ArithmeticError, ZeroDivisionError):
+        return None
+    vals = sorted({id(v): v for v in vals + [win]}.values(), key=lambda c: (c.value, _preference(c.code)))
+    return win, vals
+
+
 def etf_region(K: int, M: int) -> list[tuple[float, float]]:
     """The ell intervals (within PHASE_RANGE) where the simplex ETF is the global minimizer, from the recorded
     table when (K, M) is in it, else computed. ([] when the ETF never wins there.)"""

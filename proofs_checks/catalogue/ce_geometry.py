@@ -56,8 +56,9 @@ BOUNDARY = Theorem(
     source=SOURCE, provenance="corrected conjecture: boundaries certified at 30 digits in theory/golden/ce_phase.json",
     family="ce-deep", objective=CE_NORMALIZATION,
     assumptions=("M >= 1", "d >= K", "balanced", "no bias", "3 <= K <= 8 and M <= 6 (the recorded table)"),
-    validator=assumptions("ce-deep-etf-boundary", loss="ce", balanced=True, bias=False),
-    strategy=domain("ce-deep", losses=("ce",), balanced=True, depths=(1, 4), n=(1, 4), K=(3, 6)),
+    validator=assumptions("ce-deep-etf-boundary", loss="ce", balanced=True, bias=False, depths=range(1, 7),
+                          classes=(3, 8)),
+    strategy=domain("ce-deep", losses=("ce",), balanced=True, K=(3, 8)),  # the recorded table's K and M
     claim=boundary_claim, shape_claims=("nc1",), expected=Expected("verified"),
     examples=(
         # K = 4, M = 2 on both sides of ell* = 0.0117604980792883941770590629224 (n = 2: lambda = ell / 2^(1/3))

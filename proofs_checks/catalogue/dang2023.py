@@ -149,7 +149,7 @@ MSE_DEEP = Theorem(
     family="mse-deep", objective=MSE_NORMALIZATION,
     assumptions=("M >= 1", "d >= K", "all lambdas > 0", "no bias"),
     validator=assumptions("dang2023.mse-deep", loss="mse"),
-    strategy=domain("mse-deep", depths=(1, 2, 3)), claim=dang_mse_deep, shape_claims=("nc1",),
+    strategy=domain("mse-deep"), claim=dang_mse_deep, shape_claims=("nc1",),
     expected=Expected(
         "refuted", counterexample="--counts 100,4 --width 2 --depth 2 --lam-w 0.0104 --lam-h 0.0104",
         region="depth M >= 2 and some class k whose per-class problem has positive stationary points "
@@ -170,7 +170,7 @@ MSE_DEEP_BIAS = Theorem(
     family="mse-deep-bias", objective=MSE_NORMALIZATION,
     assumptions=("M >= 1", "d >= K", "balanced", "bias, unregularized"),
     validator=assumptions("dang2023.mse-deep-bias", loss="mse", balanced=True, bias=True, lam_b="zero"),
-    strategy=domain("mse-deep-bias", balanced=True, depths=(1, 2, 3), bias=True), claim=dang_mse_deep_bias,
+    strategy=domain("mse-deep-bias", balanced=True, bias=True), claim=dang_mse_deep_bias,
     shape_claims=("nc1",),
     expected=Expected("refuted", counterexample="--counts 1,1 --width 2 --depth 2 --lam-w 0.1 --lam-h 0.789062 --bias",
                       region="as dang2023.mse-deep: M >= 2 between the existence and global thresholds",
@@ -202,7 +202,7 @@ CE_DEEP = Theorem(
     family="ce-deep", objective=CE_NORMALIZATION,
     assumptions=("M >= 1", "d >= K", "balanced", "lambda_b > 0 if a bias is used"),
     validator=assumptions("dang2023.ce-deep", loss="ce", balanced=True, bias=None, lam_b="positive"),
-    strategy=domain("ce-deep", losses=("ce",), balanced=True, depths=(1, 4), n=(1, 4), K=(2, 6)),
+    strategy=domain("ce-deep", losses=("ce",), balanced=True),
     claim=dang_ce_deep, shape_claims=("nc1", "self_duality"),
     expected=Expected(
         "refuted", counterexample="--classes 4 --per-class 2 --width 4 --depth 3 --lam-w 0.002 --lam-h 0.002",

@@ -64,7 +64,7 @@ MSE_UFM_BIAS = Theorem(
     objective="MSE: 1/(2N) ||W H + b 1^T - Y||_F^2 + lambda_W/2 ||W||_F^2 + lambda_H/2 ||H||_F^2 + lambda_b/2 ||b||^2",
     assumptions=("M = 1", "balanced", "d >= K", "bias with lambda_b > 0"),
     validator=assumptions("zhou2022.mse-ufm-bias", loss="mse", balanced=True, depths=(1,), bias=True, lam_b="positive"),
-    strategy=domain("mse-bias-regularized", balanced=True, depths=(1,), K=(2, 3), n=(1, 4), bias=True,
+    strategy=domain("mse-bias-regularized", balanced=True, depths=(1,), bias=True,
                     lam_b_range=(1e-3, 10.0), aim=("lam_b",), ratios=(0.5, 0.9, 1.1, 2.0)),
     claim=zhou_mse_ufm_bias, shape_claims=("nc1",),
     expected=Expected(

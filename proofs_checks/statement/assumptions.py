@@ -13,15 +13,16 @@ def _require(cond: bool, msg: str) -> None:
 
 
 def assumptions(tid: str, *, loss: str, balanced: bool = False, depths: Sequence[int] | None = None,
-                bias: bool | None = False, lam_b: str | None = None, activation: str | None = None
-                ) -> Callable[[Instance], None]:
+                bias: bool | None = False, lam_b: str | None = None, activation: str | None = None,
+                classes: tuple[int, int] | None = None) -> Callable[[Instance], None]:
     """A validator for theorem ``tid``; it raises InvalidInstanceError naming the first violated condition.
 
     loss: the loss base name ("mse", "ce", "ce-ls", ...; parameters after ":" are not compared);
     balanced: n_1 = ... = n_K; depths: the allowed depths M (None = any; an activation implies M = 2);
     bias: True / False = the last-layer bias must / must not be there (None = either);
     lam_b: "zero" (unregularized bias), "positive" (lambda_b > 0 whenever a bias is used) or None;
-    activation: None (deep linear model) or "identity" / "relu" (the extended UFM).
+    activation: None (deep linear model) or "identity" / "relu" (the extended UFM); classes: (min, max) of K when the
+    statement is restricted (None = any K >= 2).
     Width d >= K is always required (orthogonal frames and simplex ETFs of K class means need it).
     """
     def check(inst: Instance) -> None:
@@ -42,6 +43,9 @@ def assumptions(tid: str, *, loss: str, balanced: bool = False, depths: Sequence
             _require(inst.lam_b == 0, f"{tid}: the bias is unregularized, needs lambda_b = 0, got {inst.lam_b}")
         elif lam_b == "positive" and inst.bias:
             _require(inst.lam_b > 0, f"{tid} needs lambda_b > 0 when a bias is used, got {inst.lam_b}")
+        if classes is not None:
+            _require(classes[0] <= inst.K <= classes[1],
+                     f"{tid} is stated for {classes[0]} <= K <= {classes[1]} classes, got K = {inst.K}")
         if balanced:
             _require(inst.balanced, f"{tid} needs balanced classes, got counts {list(inst.counts)}")
         _require(inst.width >= inst.K, f"{tid} needs width d >= K, got d = {inst.width} < K = {inst.K}")

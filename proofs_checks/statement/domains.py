@@ -31,21 +31,29 @@ def critical_values(family: str, inst: Instance) -> dict[str, list[float]]:
 class Domain:
     """A theorem's search domain; calling it gives the Hypothesis strategy.
 
-    losses: full --loss strings drawn from; balanced; depths; K, n: (min, max) classes and samples per
-    class; extra_width: d = K + 0..extra_width; lam: log-uniform range of every lambda; per_layer: one
-    lambda_W per layer (else one for all); bias; lam_b: values drawn from, or lam_b_range (log-uniform);
-    activation; family: the theory family whose boundaries are aimed at; aim: the parameters moved to
-    ``ratios`` x a boundary value (half of the draws), e.g. ("lam_h",) or ("lam_b",).
+    The defaults are the whole of a typical theorem's stated domain as far as the numerics can check it at the
+    default budget: K = 2..10 classes, n = 1..50 samples per class (balanced), imbalanced counts n_k = 1..n_max
+    with n_max = 1..``n_max`` (imbalance ratios up to ``n_max`` = 100), widths d = K..K + 8, every lambda
+    log-uniform over four decades [1e-4, 1]. A theorem whose assumptions are narrower states them (and its
+    validator enforces them); its domain then draws from exactly those.
+
+    losses: full --loss strings drawn from; balanced; depths: the depths M drawn from (any of them); K, n:
+    (min, max) classes and samples per class (balanced); n_max: (min, max) of the largest class when imbalanced;
+    extra_width: d = K + 0..extra_width; lam: log-uniform range of every lambda; per_layer: one lambda_W per
+    layer (else one for all); bias; lam_b: values drawn from, or lam_b_range (log-uniform); activation; family:
+    the theory family whose boundaries are aimed at; aim: the parameters moved to ``ratios`` x a boundary value
+    (half of the draws), e.g. ("lam_h",) or ("lam_b",).
     """
 
     family: str
     losses: tuple[str, ...] = ("mse",)
     balanced: bool = False
-    depths: tuple[int, ...] = (1, 2, 3)
-    K: tuple[int, int] = (2, 4)
-    n: tuple[int, int] = (1, 6)
-    extra_width: int = 1
-    lam: tuple[float, float] = (1e-3, 1e-1)
+    depths: tuple[int, ...] = (1, 2, 3, 4, 5, 6)
+    K: tuple[int, int] = (2, 10)
+    n: tuple[int, int] = (1, 50)
+    n_max: tuple[int, int] = (1, 100)
+    extra_width: int = 8
+    lam: tuple[float, float] = (1e-4, 1.0)
     per_layer: bool = True
     bias: bool = False
     lam_b: tuple[float, ...] = (0.0,)
@@ -61,8 +69,11 @@ class Domain:
         @st.composite
         def draw_instance(draw) -> Instance:
             k = draw(st.integers(*self.K))
-            counts = [draw(st.integers(*self.n))] * k if self.balanced else \
-                draw(st.lists(st.integers(*self.n), min_size=k, max_size=k))
+            if self.balanced:
+                counts = [draw(st.integers(*self.n))] * k
+            else:
+                top = draw(st.integers(*self.n_max))
+                counts = draw(st.lists(st.integers(1, top), min_size=k, max_size=k))
             M = draw(st.sampled_from(list(self.depths)))
             d = k + draw(st.integers(0, self.extra_width))
             lam_w = [draw(log_uniform(*self.lam)) for _ in range(M)] if self.per_layer else [draw(log_uniform(*self.lam))] * M
@@ -74,7 +85,9 @@ class Domain:
         return draw_instance()
 
     def near_boundaries(self, base: Any) -> Any:
-        """Move one ``aim`` parameter of a drawn instance to ``ratios`` of a derived boundary value."""
+        """Move one ``aim`` parameter of a drawn instance to ``ratios`` of a derived boundary value, when that value
+        lies in the domain's range for the parameter (``lam``, or ``lam_b_range`` for lambda_b): aiming never leaves
+        the stated domain (boundaries outside it are not aimed at; the drawn instance is kept)."""
         from hypothesis import strategies as st
 
         @st.composite
@@ -87,7 +100,9 @@ class Domain:
             p = draw(st.sampled_from(params))
             value = draw(st.sampled_from(sorted(crit[p])))
             ratio = draw(st.sampled_from(list(self.ratios)))
-            return inst.with_(**{p: float(f"{value * ratio:.6g}")})
+            moved = float(f"{value * ratio:.6g}")
+            lo, hi = self.lam_b_range if (p == "lam_b" and self.lam_b_range) else self.lam
+            return inst.with_(**{p: moved}) if lo <= moved <= hi else inst
         return strat()
 
     def __call__(self) -> Any:
@@ -106,7 +121,7 @@ def instances(*, loss: str = "mse", balanced: bool = False, depths: Sequence[int
               bias: bool = False, lam_b: float = 0.0, activation: str | None = None, lam=(1e-3, 1e-1),
               per_layer: bool = True, extra_width: int = 1, family: str = "mse-deep") -> Any:
     """The whole domain without aiming, as a strategy (kept for user files written against the old API)."""
-    return domain(family, losses=(loss,), balanced=balanced, depths=tuple(depths), K=K, n=n, bias=bias, lam_b=(lam_b,),
+    return domain(family, losses=(loss,), balanced=balanced, depths=tuple(depths), K=K, n=n, n_max=n, bias=bias, lam_b=(lam_b,),
                   activation=activation, lam=lam, per_layer=per_layer, extra_width=extra_width).base()
 
 

@@ -88,7 +88,7 @@ def etf_claim(variant: LossVariant, margin: Callable[[Instance], Any] | None = N
 def variant_theorem(variant: LossVariant, *, id: str, title: str, source: str, claim: Callable[[Instance], Prediction],
                     provenance: str = "", expected: Any = None, param_values: Sequence[Sequence[float]] | None = None,
                     examples: Sequence[Instance] | None = None, depths: Sequence[int] = (1,), bias: bool = False,
-                    lam_b: Sequence[float] = (0.0,), K=(2, 3), n=(1, 3), lam=(1e-3, 0.3),
+                    lam_b: Sequence[float] = (0.0,), K=(2, 10), n=(1, 50), lam=(1e-4, 1.0),
                     notes: Sequence[str] = (), shape_claims: Sequence[str] = ("nc1", "self_duality")) -> Theorem:
     """A catalogue ``Theorem`` for a loss variant on the simplex-ETF geometry.
 

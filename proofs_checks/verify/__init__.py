@@ -7,7 +7,7 @@ stages only. Evidence and verdicts are typed (``verify.evidence``).
 from __future__ import annotations
 
 import time
-from typing import Sequence
+from typing import Any, Sequence
 
 from ncverify.numerics.problem import Instance
 from ncverify.theory.prediction import Prediction
@@ -53,11 +53,35 @@ def check(theorem, inst: Instance, *, solver: str = "lbfgs", starts: int = 3, se
                       dps=dps, record_history=record_history)[0]
 
 
+class ExactCache:
+    """The exact side of checks (claim, derivation, constructed point) memoized per (theorem id, instance, dps), so
+    that an instance the cheap search checked costs nothing more when its full numeric check runs. Scoped to one
+    search (``search.search_theorem``); entries are never mutated."""
+
+    def __init__(self) -> None:
+        self._d: dict = {}
+
+    def exact(self, theorem, inst: Instance, dps: int) -> tuple[Prediction, Any, float | None, list[Evidence]]:
+        """(claim, derivation, claimed minimum, evidence of stages 1 and 2) of ``theorem`` on ``inst``."""
+        key = (theorem.id, inst, dps)
+        if key not in self._d:
+            self._d[key] = _exact(theorem, inst, dps)
+        return self._d[key]
+
+
+def _exact(theorem, inst: Instance, dps: int) -> tuple[Prediction, Any, float | None, list[Evidence]]:
+    claim = evaluate_claim(theorem, inst)
+    deriv, ev = derivation_stage(theorem.family, claim, inst, dps)
+    claimed_f, pev = point_stage(claim, inst, deriv)
+    return claim, deriv, claimed_f, ev + pev
+
+
 def check_many(theorem, insts: Sequence[Instance], *, solver: str = "lbfgs", starts: int = 3, seed: int = 0,
-               device: str = "auto", max_iter: int | None = None, dps: int = 40, record_history: bool = False
-               ) -> list[CheckResult]:
+               device: str = "auto", max_iter: int | None = None, dps: int = 40, record_history: bool = False,
+               cache: ExactCache | None = None) -> list[CheckResult]:
     """``check`` of ``theorem`` on every instance of ``insts``, with one batched solve for all their starts
-    (``numerics.starts.solve_instances``); the same verdicts and numbers as checking them one by one."""
+    (``numerics.starts.solve_instances``); the same verdicts and numbers as checking them one by one. ``cache``:
+    reuse the exact side of instances already checked in this search."""
     from ncverify.numerics.starts import solve_instances
 
     t0 = time.perf_counter()
@@ -65,10 +89,8 @@ def check_many(theorem, insts: Sequence[Instance], *, solver: str = "lbfgs", sta
     staged = []
     for inst in insts:
         theorem.validate(inst)
-        claim = evaluate_claim(theorem, inst)
-        deriv, ev = derivation_stage(theorem.family, claim, inst, dps)
-        claimed_f, pev = point_stage(claim, inst, deriv)
-        staged.append((inst, claim, deriv, claimed_f, ev + pev))
+        claim, deriv, claimed_f, ev = cache.exact(theorem, inst, dps) if cache is not None else _exact(theorem, inst, dps)
+        staged.append((inst, claim, deriv, claimed_f, ev))
     t_exact = time.perf_counter() - t0
     t1 = time.perf_counter()
     results = solve_instances(list(insts), starts=starts, seed=seed, solver=solver, device=device, max_iter=max_iter)
@@ -88,17 +110,14 @@ def check_many(theorem, insts: Sequence[Instance], *, solver: str = "lbfgs", sta
     return out
 
 
-def cheap_check(theorem, inst: Instance, dps: int = 40) -> list[Evidence]:
+def cheap_check(theorem, inst: Instance, dps: int = 40, cache: ExactCache | None = None) -> list[Evidence]:
     """Claim vs derivation and the constructed claimed point (no solver); returns the failing evidence."""
     theorem.prepare()
-    claim = evaluate_claim(theorem, inst)
-    deriv, ev = derivation_stage(theorem.family, claim, inst, dps)
-    if claim.objective is not None:
-        ev += point_stage(claim, inst, deriv)[1]
+    ev = (cache.exact(theorem, inst, dps) if cache is not None else _exact(theorem, inst, dps))[3]
     return [e for e in ev if e.status is Status.FAIL]
 
 
-__all__ = ["check", "evaluate_claim", "check_many", "cheap_check", "decide", "reproduce_command", "Check", "Status",
+__all__ = ["check", "evaluate_claim", "check_many", "cheap_check", "ExactCache", "decide", "reproduce_command", "Check", "Status",
            "Verdict", "VERDICTS",
            "Evidence", "CheckResult", "compare_with_derivation", "construct_claimed_point", "point_evidence",
            "gram_from_target", "prediction_json", "derivation_stage", "point_stage", "numerics_stage"]

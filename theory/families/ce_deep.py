@@ -154,7 +154,8 @@ def derive(I: ExactInstance, dps: int) -> Prediction:
     K, M = I.K, I.depth
     etf_pred = derive_ce(I, dps)
     ell = ell_of(I, dps)
-    win, values = ce_codes.best_geometry(K, M, ell, dps)
+    recorded = ce_codes.recorded_geometry(K, M, ell, dps)  # the selection derived once per (K, M), if recorded
+    win, values = recorded if recorded is not None else ce_codes.best_geometry(K, M, ell, dps)
     refined = [c for c in values if c.refined]
     competitors = [c for c in refined if not c.code.is_etf]
     etf_wins = win is None or win.code.is_etf or (
@@ -188,8 +189,11 @@ class CeDeep:
 
     def critical_values(self, I: ExactInstance) -> dict[str, list[float]]:
         """lambda_H values (others fixed) where the global geometry changes: the recorded crossings in ell of
-        theory/golden/ce_phase.json when (K, M) is there, else computed (``theory.ce_codes.phase_entry``)."""
+        theory/golden/ce_phase.json when (K, M) is there, else none (computing a phase diagram,
+        ``theory.ce_codes.phase_entry``, takes minutes for K >= 9: searches are not aimed there)."""
         M, n = I.depth, I.counts[0]
         prod_w = float(sp.Mul(*I.lam_w))
-        entry = ce_codes.load_phase_table().get((I.K, M)) or ce_codes.phase_entry(I.K, M, dps=20, points=30)
+        entry = ce_codes.load_phase_table().get((I.K, M))
+        if entry is None:
+            return {}
         return {"lam_h": sorted(float(c["ell"]) ** (M + 1) / (n * prod_w) for c in entry["crossings"])}
