@@ -191,9 +191,13 @@ def _shrink_numeric(theorem: Theorem, budget: Budget, res: TheoremResult, *, see
     @hseed(seed)
     @given(theorem.strategy())
     def replay(inst: Instance) -> None:
-        if inst in refuted or verify.cheap_check(theorem, inst, cache=cache):
+        if inst in refuted:
             raise _Refuted(inst.cli_flags())
-        if inst in known or not refuted or left[0] <= 0:
+        if left[0] <= 0:  # budget spent: every new candidate passes, so Hypothesis stops shrinking at once
+            return
+        if verify.cheap_check(theorem, inst, cache=cache):
+            raise _Refuted(inst.cli_flags())
+        if inst in known:
             return
         left[0] -= 1
         known.add(inst)
