@@ -40,18 +40,21 @@ CHUNK = 50
 class Budget:
     """name; search_examples: instances drawn for the cheap check; numeric_instances: of which this many (the first
     drawn) also get the full numeric check; starts: numeric starts per instance; shrink_checks: full checks allowed
-    while shrinking a refutation only the numerics see."""
+    while shrinking a refutation only the numerics see; shrink_cheap: cheap checks allowed while shrinking a
+    refutation (after that every new candidate passes and Hypothesis keeps the smallest refuted one: a count, so
+    the result does not depend on the machine's speed)."""
 
     name: str
     search_examples: int
     numeric_instances: int
     starts: int
     shrink_checks: int = 20
+    shrink_cheap: int = 60
 
     @staticmethod
     def of(name: str) -> "Budget":
-        table = {"quick": Budget("quick", 8, 4, 2, 6), "default": Budget("default", 25, 25, 3, 20),
-                 "thorough": Budget("thorough", 200, 200, 6, 40)}
+        table = {"quick": Budget("quick", 8, 4, 2, 6, 30), "default": Budget("default", 25, 25, 3, 20, 60),
+                 "thorough": Budget("thorough", 200, 200, 6, 40, 300)}
         if name not in table:
             raise UsageError(f"budget must be one of {', '.join(table)}, got {name!r}")
         return table[name]
@@ -133,11 +136,22 @@ def search_theorem(theorem: Theorem, budget: Budget, *, seed: int = 0, solver: s
     drawn = res.searched  # instances of the generate phase (before the first refutation)
     failing: list[Instance] = []
     errors: list[BaseException] = []  # anything but a refutation (a user's claim that raises, a bug)
+    shrink_left = [budget.shrink_cheap]
 
     @_settings(budget)
     @hseed(seed)
     @given(theorem.strategy())
     def probe(inst: Instance) -> None:
+        if _probe_refutes(inst):  # one raise site: Hypothesis tells failures apart by where they are raised
+            raise _Refuted(inst.cli_flags())
+
+    def _probe_refutes(inst: Instance) -> bool:
+        if failing:  # shrinking: a bounded number of new candidates (derivations can cost seconds at K = 10)
+            if inst in failing:
+                return True
+            if shrink_left[0] <= 0:
+                return False
+            shrink_left[0] -= 1
         res.cheap_tried += 1
         if not failing and inst not in drawn:
             drawn.append(inst)
@@ -148,7 +162,7 @@ def search_theorem(theorem: Theorem, budget: Budget, *, seed: int = 0, solver: s
             raise
         if fails:
             failing.append(inst)
-            raise _Refuted(inst.cli_flags())
+        return bool(fails)
 
     say(f"{theorem.id}: searching ({budget.search_examples} instances)")
     try:
@@ -191,21 +205,26 @@ def _shrink_numeric(theorem: Theorem, budget: Budget, res: TheoremResult, *, see
     @hseed(seed)
     @given(theorem.strategy())
     def replay(inst: Instance) -> None:
+        if _replay_refutes(inst):  # one raise site (see ``probe``)
+            raise _Refuted(inst.cli_flags())
+
+    def _replay_refutes(inst: Instance) -> bool:
         if inst in refuted:
-            raise _Refuted(inst.cli_flags())
+            return True
         if left[0] <= 0:  # budget spent: every new candidate passes, so Hypothesis stops shrinking at once
-            return
+            return False
         if verify.cheap_check(theorem, inst, cache=cache):
-            raise _Refuted(inst.cli_flags())
+            return True
         if inst in known:
-            return
+            return False
         left[0] -= 1
         known.add(inst)
         (c,) = full([inst])
         if c.verdict == "refuted":
             new.append(c)
             refuted.add(inst)
-            raise _Refuted(inst.cli_flags())
+            return True
+        return False
 
     try:
         replay()
