@@ -11,10 +11,10 @@
   same seed, so Hypothesis draws the same instances and fails on the first numerically refuted one, then shrinks it
   with full checks (at most ``Budget.shrink_checks`` of them).
 
-A theorem is refuted when any instance refutes it (a mutant refuted on its own examples is not searched further). It is verified when no instance refutes it, at least one full
-check verified, and at most ``MAX_INCONCLUSIVE`` of its full checks are inconclusive; the verdict then reads
-"verified on N numeric instances (their ranges)", names the inconclusive instances it does not count, and claims no
-more. Otherwise it is inconclusive.
+A theorem is refuted when any instance refutes it (a mutant refuted on its own examples is not searched further).
+It is verified when no instance refutes it, at least one full check verified, and at most ``MAX_INCONCLUSIVE`` of
+its full checks are inconclusive; the verdict then reads "verified on N numeric instances (their ranges)", names the
+inconclusive instances it does not count, and claims no more. Otherwise it is inconclusive.
 """
 from __future__ import annotations
 
