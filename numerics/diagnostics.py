@@ -28,6 +28,9 @@ from ncverify.numerics.problem import Instance
 EPS = float(np.finfo(np.float64).eps)
 #: ``hessian_info`` forms the dense P x P Hessian up to this P (eigvalsh costs P^3: 0.1 s at P = 1000, 3 s at 3000)
 DENSE_MAX_PARAMS = 1000
+#: ``evaluate_point`` needs only ||Hess||: above this P it takes the Lanczos estimate (``curvature.hessian_norm``,
+#: a few percent below ||Hess||; it scales a rounding-level gradient tolerance) instead of the dense spectrum
+POINT_DENSE_MAX = 100
 #: Default ``max_params`` of ``hessian_info``: no curvature above this P (the Lanczos vectors take
 #: (``curvature.LANCZOS_MAX_ITER`` + 1) P float64 numbers: 1.6 GB at this P)
 HESSIAN_MAX_PARAMS = 500_000
@@ -114,7 +117,7 @@ def evaluate_point(inst: Instance, point: dict) -> dict:
     ``Params.to_numpy`` layout). Returns {"objective": f(theta), "grad_norm": ||grad f(theta)||_2,
     "grad_scale": 2 ||grad pen|| + ||grad f|| + ``data_gradient_terms`` (pen = the penalty terms; times
     1 + max|z| for non-MSE losses), "theta_norm": ||theta||_2, "hessian": ``hessian_info`` at theta (above
-    ``DENSE_MAX_PARAMS`` only its "norm", from ``curvature.hessian_norm``), "scale": S =
+    ``POINT_DENSE_MAX`` only its "norm", from ``curvature.hessian_norm``), "scale": S =
     ``objective_scale``, "P": the number of parameters}.
     """
     params = models.Params.from_numpy(point)
@@ -132,7 +135,7 @@ def evaluate_point(inst: Instance, point: dict) -> dict:
         pen = pen + 0.5 * inst.lam_b * (pp.b ** 2).sum()
     gp = torch.autograd.grad(pen, xp, allow_unused=True)
     gpen = math.sqrt(sum(float((t ** 2).sum()) for t in gp if t is not None))
-    if x.numel() > DENSE_MAX_PARAMS:  # only ||Hess|| is needed here
+    if x.numel() > POINT_DENSE_MAX:  # only ||Hess|| is needed here
         from ncverify.numerics import curvature
 
         hess = {"available": True, "method": "lanczos-norm", "norm": curvature.hessian_norm(inst, x.detach())}

@@ -6,7 +6,8 @@
 * The full check (adds multi-start float64 numerics, ``verify.check_many``: one batched solve per chunk of
   ``CHUNK`` instances) runs on the theorem's fixed examples and on the first ``numeric_instances`` drawn
   instances (at the default budget: every drawn instance). The exact side of a drawn instance is computed once
-  (``verify.ExactCache``).
+  (``verify.ExactCache``), with values only (``theory.derive(exact=False)``: the families that offer it solve
+  their once-derived equations per instance at high precision without forming exact expressions).
 * A refutation that only the numerics see is shrunk too (``_shrink_numeric``): the search is replayed with the
   same seed, so Hypothesis draws the same instances and fails on the first numerically refuted one, then shrinks it
   with full checks (at most ``Budget.shrink_checks`` of them).
@@ -120,7 +121,7 @@ def search_theorem(theorem: Theorem, budget: Budget, *, seed: int = 0, solver: s
     theorem.prepare()
     say = progress or (lambda msg: None)
     starts = max(budget.starts, theorem.min_starts)
-    cache = verify.ExactCache()
+    cache = verify.ExactCache(values_only=True)  # the search compares values; ``check`` shows the exact forms
     res = TheoremResult(theorem, "inconclusive", "")
     full = lambda insts, **kw: verify.check_many(theorem, insts, solver=solver, starts=starts, seed=seed,  # noqa: E731
                                                  cache=cache, **kw)

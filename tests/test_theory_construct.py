@@ -165,6 +165,29 @@ def test_feature_rules_agree_with_the_prediction(features):
     assert all(C.exact_zero(x) == "zero" for x in (a - b))
 
 
+@pytest.mark.parametrize("diagonal", [True, False])
+def test_class_mean_argmin_equals_the_sample_argmin(diagonal):
+    """``_argmin_Hbar`` (class means; diagonal G inverted entrywise, else the push-through identity) equals the
+    sample-level H = (W^T W + N lambda_H I)^{-1} W^T (Y - b 1^T) of a direct mpmath inverse, column by column."""
+    from ncverify.theory.construct import _argmin_Hbar, spec_of
+
+    inst = I((3, 1, 2), 5, M=2, lam_w=[0.01, 0.02], lam_h=0.03, bias=True, lam_b=0.1)
+    spec, kit = spec_of(inst), C._Kit(False, 40)
+    rng = np.random.default_rng(0)
+    with mpmath.workdps(40):
+        mp_arr = lambda A: np.array([[mpmath.mpf(float(x)) for x in r] for r in A], dtype=object)  # noqa: E731
+        W1 = np.diag(rng.uniform(0.5, 2, 5)) if diagonal else rng.normal(size=(5, 5))
+        W2 = np.hstack([np.diag(rng.uniform(0.5, 2, 3)), np.zeros((3, 2))]) if diagonal else rng.normal(size=(3, 5))
+        Ws, b = [mp_arr(W1), mp_arr(W2)], mp_arr(rng.normal(size=(3, 1)))
+        Hbar = _argmin_Hbar(spec, Ws, b, kit)
+        W = Ws[1] @ Ws[0]
+        G = mpmath.matrix((W.T @ W).tolist()) + 6 * mpmath.mpf("0.03") * mpmath.eye(5)
+        Y = np.array([[mpmath.mpf(int(k == c)) for c in (0, 0, 0, 1, 2, 2)] for k in range(3)], dtype=object)
+        H = np.array((G ** -1).tolist(), dtype=object) @ W.T @ (Y - b @ np.ones((1, 6), dtype=object))
+        for col, c in enumerate((0, 0, 0, 1, 2, 2)):
+            assert max(abs(H[r, col] - Hbar[r, c]) for r in range(5)) < mpmath.mpf(10) ** -30
+
+
 def test_argmin_features_need_mse():
     inst = I((2, 2), 2, loss="ce")
     with pytest.raises(ValueError, match="needs the MSE loss"):

@@ -22,7 +22,9 @@ from ``features``:
 * "argmin" (MSE only): H = (W^T W + N lambda_H I)^{-1} W^T (Y - b 1_N^T), the minimizer over H for
   the constructed W = W_M...W_1 and b (the MSE stationarity condition dH = 0).
 
-The returned dict also holds ``consistency``: how far the prediction's own quantities are from each
+The returned dict also holds ``Hbar`` (d x K, the class means: H repeats class k's column n_k times; the
+consistency checks and the float64 export work on it, so their cost does not grow with N), ``counts`` and
+``consistency``: how far the prediction's own quantities are from each
 other once realized (product singular values vs layers, class-mean norms vs the balancedness rule
 and vs the argmin-H rule, ...), as mpmath numbers.
 """
@@ -241,24 +243,23 @@ def _construct(pred: Any, spec: Spec, kit: _Kit, features: str) -> dict[str, Any
     if features == "prediction" and t_pred is None:
         raise NotConstructible("the prediction states no class-mean norms: use features='balanced' or 'argmin'")
     t_bal = [s[0][i] * kit.sqrt(lam_w[0] / (n_mode[i] * lam_h)) for i in range(m)]
-    H = None
     if features == "prediction":
         t = t_pred
     elif features == "balanced":
         t = t_bal
     else:
         t = None
-        H = _argmin_H(spec, Ws, b, kit)
-    if H is None:
+        Hbar = _argmin_Hbar(spec, Ws, b, kit)
+    if features != "argmin":
         Hbar = kit.zeros(d, K)
         for i in range(m):
             for k in range(K):
                 if U[k, i] != 0:
                     Hbar[i, k] = t[i] * kit.num(U[k, i])
-        H = _expand_classes(Hbar, spec.counts, kit)
+    H = _expand_classes(Hbar, spec.counts, kit)
 
-    out = {"W": Ws, "H": H, "b": b, "backend": "sympy" if kit.exact else "mpmath", "layout": layout,
-           "modes": m, "features": features}
+    out = {"W": Ws, "H": H, "Hbar": Hbar, "counts": list(spec.counts), "b": b,
+           "backend": "sympy" if kit.exact else "mpmath", "layout": layout, "modes": m, "features": features}
     out["consistency"] = _consistency(pred, spec, out, s, t_pred, t_bal, kit)
     return out
 
@@ -306,7 +307,8 @@ def _construct_logits(pred: Any, spec: Spec, kit: _Kit) -> dict[str, Any]:
     res = {"logit_singular_values_vs_factors": max(
         (abs(mpmath.sqrt(n) * S[i] - mpmath.fprod(layers[j][a] for j in range(M)) * h[a]) for a, i in enumerate(modes)),
         default=mpmath.mpf(0))}
-    return {"W": Ws, "H": H, "b": None, "backend": "mpmath", "layout": "logits", "modes": r, "features": "prediction",
+    return {"W": Ws, "H": H, "Hbar": Hbar, "counts": list(spec.counts), "b": None, "backend": "mpmath", "layout": "logits", "modes": r,
+            "features": "prediction",
             "consistency": res}
 
 
@@ -341,23 +343,27 @@ def _product(Ws: Sequence[Any]) -> Any:
     return P
 
 
-def _argmin_H(spec: Spec, Ws: Sequence[Any], b: Any, kit: _Kit) -> Any:
-    """H = (W^T W + N lambda_H I)^{-1} W^T (Y - b 1^T) with W = W_M...W_1 (MSE, linear activations)."""
+def _argmin_Hbar(spec: Spec, Ws: Sequence[Any], b: Any, kit: _Kit) -> Any:
+    """The class means of H = (W^T W + N lambda_H I)^{-1} W^T (Y - b 1^T), W = W_M...W_1 (MSE, linear activations):
+    a sample's column depends on its class k only (Y's column is e_k), so Hbar = G^{-1} W^T (I_K - b 1_K^T) with
+    G = W^T W + N lambda_H I (d x K; H is Hbar with class k's column repeated n_k times). G is inverted entrywise
+    when it is exactly diagonal, otherwise through the push-through identity G^{-1} W^T = W^T (W W^T + N lambda_H I_K)^{-1}."""
     if spec.activation == "relu":
         raise NotConstructible("features='argmin' uses the linear model; not available with ReLU")
     W = _product(Ws)
-    N, d = spec.N, spec.width
-    Y = labels(spec.counts)
+    N, d, K = spec.N, spec.width, spec.K
     if kit.exact:
-        T = Y - (b * sp.ones(1, N) if b is not None else sp.zeros(*Y.shape))
+        T = sp.eye(K) - (b * sp.ones(1, K) if b is not None else sp.zeros(K, K))
         G = W.T * W + N * spec.lam_h * sp.eye(d)
         return (G.inv() * W.T * T).applyfunc(sp.radsimp)
-    Yn = kit.matrix(Y)
-    T = Yn - (b @ np.array([[mpmath.mpf(1)] * N], dtype=object) if b is not None else 0)
-    G = mpmath.matrix((W.T @ W).tolist()) + N * kit.num(spec.lam_h) * mpmath.eye(d)
-    Ginv = G ** -1
-    Gi = np.array(Ginv.tolist(), dtype=object).reshape(d, d)
-    return Gi @ W.T @ T
+    T = kit.matrix(sp.eye(K)) - (b @ np.array([[mpmath.mpf(1)] * K], dtype=object) if b is not None else 0)
+    c = N * kit.num(spec.lam_h)
+    WtW = W.T @ W
+    if all(WtW[i, j] == 0 for i in range(d) for j in range(d) if i != j):  # G diagonal (every aligned layout)
+        return np.array([[1 / (WtW[i, i] + c)] for i in range(d)], dtype=object) * (W.T @ T)
+    # push-through: (W^T W + c I_d)^{-1} W^T = W^T (W W^T + c I_K)^{-1}, a K x K inverse instead of d x d
+    Gi = mpmath.matrix((W @ W.T).tolist()) + c * mpmath.eye(K)
+    return W.T @ (np.array((Gi ** -1).tolist(), dtype=object).reshape(K, K) @ T)
 
 
 def _consistency(pred: Any, spec: Spec, out: dict[str, Any], s: list[list[Any]], t_pred: list[Any],
@@ -382,11 +388,8 @@ def _consistency(pred: Any, spec: Spec, out: dict[str, Any], s: list[list[Any]],
         if t_pred is not None:
             res["class_mean_norms_vs_balancedness"] = max((abs(f(a) - f(c)) for a, c in zip(t_pred, t_bal)),
                                                           default=mpmath.mpf(0))
-        Hn = _to_mp_array(out["H"], dps)
-        cols, col = [], 0
-        for n_k in spec.counts:
-            cols.append(mpmath.sqrt(mpmath.fsum(Hn[r, col] ** 2 for r in range(Hn.shape[0]))))
-            col += n_k
+        Hn = _to_mp_array(out["Hbar"], dps)  # class means (every sample of a class has its class's column)
+        cols = [mpmath.sqrt(mpmath.fsum(Hn[r, k] ** 2 for r in range(Hn.shape[0]))) for k in range(spec.K)]
         if pred.class_mean_norms is not None:
             res["class_mean_norms_realized_vs_predicted"] = max(
                 abs(a - f(_value(v, False, dps))) for a, v in zip(cols, pred.class_mean_norms))
@@ -394,7 +397,7 @@ def _consistency(pred: Any, spec: Spec, out: dict[str, Any], s: list[list[Any]],
             kitn = _Kit(False, dps)
             Wn = [_to_mp_array(W, dps) for W in out["W"]]
             bn = _to_mp_array(out["b"], dps) if out["b"] is not None else None
-            Ha = _argmin_H(spec, Wn, bn, kitn)
+            Ha = _argmin_Hbar(spec, Wn, bn, kitn)
             res["H_vs_argmin_H"] = max(abs(x) for x in (Hn - Ha).flat) if Hn.size else mpmath.mpf(0)
         return res
 
@@ -418,8 +421,11 @@ def to_float64(matrices: dict[str, Any]) -> dict[str, Any]:
         return np.vectorize(float, otypes=[np.float64])(np.asarray(A)) if np.asarray(A).size else \
             np.asarray(A, dtype=np.float64)
     out = dict(matrices)
-    out.update(W=[conv(W) for W in matrices["W"]], H=conv(matrices["H"]), b=conv(matrices.get("b")),
-               backend="float64")
+    Hbar = conv(matrices.get("Hbar"))
+    counts = matrices.get("counts")
+    # H repeats class k's column of Hbar n_k times: convert the d x K class means, not the d x N samples
+    H = np.repeat(Hbar, counts, axis=1) if Hbar is not None and counts is not None else conv(matrices["H"])
+    out.update(W=[conv(W) for W in matrices["W"]], H=H, Hbar=Hbar, b=conv(matrices.get("b")), backend="float64")
     return out
 
 

@@ -18,12 +18,15 @@ from ncverify.theory.instance import read_instance
 from ncverify.theory.prediction import Prediction
 
 
-def derive(family: str, inst: Any, dps: int = 40) -> Prediction:
+def derive(family: str, inst: Any, dps: int = 40, exact: bool = True) -> Prediction:
     """The global minimizer of the instance's objective for ``family``.
 
     family: a registered family id (``theory.families.names()``).
     inst: any object with the attributes of numerics.problem.Instance.
     dps: decimal digits of every reported value (>= 20; candidates compared at this precision).
+    exact=False: values only where the family offers it (``derive_values``: the same reduction and global
+    selection, each structure's equations derived once in symbols and solved per instance at high precision, every
+    ``Exact.expr`` None; for searches, which compare values). Other families derive exactly either way.
     Raises TheoryInputError for an unknown family or an instance outside its assumptions (the message
     names the condition).
     """
@@ -34,6 +37,8 @@ def derive(family: str, inst: Any, dps: int = 40) -> Prediction:
     fam.check(I)
     # all mpmath arithmetic of the assembly runs at dps + 10 digits (values keep their precision after)
     with mpmath.workdps(dps + 10):
+        if not exact and hasattr(fam, "derive_values"):
+            return fam.derive_values(I, dps)
         return fam.derive(I, dps)
 
 

@@ -138,11 +138,13 @@ def stationary_points_w(M: int, rho_exact: sp.Expr | None, rho_value: mpmath.mpf
 
 
 def solve_mse_mode(M: int, N_exact: sp.Integer, L_pow: sp.Rational, y2: sp.Expr, dps: int = 40,
-                   label: str = "mode") -> ModeSolution:
+                   label: str = "mode", exact: bool = True) -> ModeSolution:
     """Global minimizer of one mode's phi over z >= 0.
 
     M: depth; N_exact: N; L_pow: L^{M+1} = lambda_H prod_j lambda_{W_j} (exact); y2: y^2 (exact).
     Candidates: z = 0 and z = y w for every stationary w in (0, 1).
+    exact=False: values only -- the roots of the (once derived, cached) polynomial P_w are found numerically at
+    2 dps + 20 digits (``stationary_points_w`` with rho given by its value) and no exact expression is formed.
     """
     phi = _phi_numeric(M)
     with mpmath.workdps(dps + 10):
@@ -155,7 +157,7 @@ def solve_mse_mode(M: int, N_exact: sp.Integer, L_pow: sp.Rational, y2: sp.Expr,
                                           mpmath.mpf(0))], dps)
             return ModeSolution(M, y2, None, mpmath.mpf(0), [], sp.Integer(0), mpmath.mpf(0), sp.Integer(0),
                                 mpmath.mpf(0), cands)
-        exact_rho = _is_rational(y2)
+        exact_rho = exact and _is_rational(y2)
         rho_exact = sp.Rational(N_exact ** (M + 1) * L_pow, y2 ** M) if exact_rho else None
         rho_value = N_val ** (M + 1) * to_mpf(L_pow, dps + 10) / y2_val ** M
         roots = stationary_points_w(M, rho_exact, rho_value, dps + 10)
@@ -217,7 +219,7 @@ def solve_mse_mode(M: int, N_exact: sp.Integer, L_pow: sp.Rational, y2: sp.Expr,
         else:
             w_expr, w_val = roots[chosen - 1]
         phi_expr = None
-        if w_expr is not None:
+        if w_expr is not None and exact:
             phi_expr = R.mode_objective(M).subs({R.z: y_exact * w_expr, R.y: y_exact, R.N: N_exact, R.L: L_exact})
         return ModeSolution(M, y2, rho_exact, +rho_value, stationary, w_expr, +w_val, phi_expr,
                             +cands[chosen].objective, cands, tied, tie_exact, notes)

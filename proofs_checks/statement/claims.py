@@ -32,18 +32,37 @@ def positive_real_roots(coeffs: list[mp.mpf]) -> list[mp.mpf]:
 
 
 def minimize_on_halfline(g: Callable[[mp.mpf], mp.mpf], upper: mp.mpf, grid: int = 400) -> mp.mpf:
-    """argmin of g over [0, upper] by a dense grid then golden-section refinement (claim-side helper)."""
+    """argmin of g over [0, upper] by a dense grid (points upper (i/grid)^2) then golden-section refinement
+    (claim-side helper). When g has a ``vectorized`` float64 version (numpy arrays) the grid is scanned with it
+    and the five points around its argmin are re-evaluated with g itself before the bracket is chosen."""
     pts = [upper * (mp.mpf(i) / grid) ** 2 for i in range(grid + 1)]
-    vals = [g(p) for p in pts]
-    i = min(range(len(vals)), key=lambda j: vals[j])
+    vec = getattr(g, "vectorized", None)
+    vals: dict[int, mp.mpf] = {}
+    if vec is not None:
+        import numpy as np
+
+        with np.errstate(all="ignore"):
+            v = np.asarray(vec(np.array([float(p) for p in pts])), dtype=float)
+        if np.all(np.isfinite(v)):
+            i0 = int(np.argmin(v))
+            near = range(max(0, i0 - 2), min(grid, i0 + 2) + 1)
+            vals = {j: g(pts[j]) for j in near}
+    if not vals:
+        vals = {j: g(p) for j, p in enumerate(pts)}
+    i = min(vals, key=lambda j: vals[j])
     lo, hi = pts[max(i - 1, 0)], pts[min(i + 1, grid)]
     invphi = (mp.sqrt(5) - 1) / 2
+    c, d = hi - invphi * (hi - lo), lo + invphi * (hi - lo)
+    gc, gd = g(c), g(d)
     for _ in range(200):
-        c, d = hi - invphi * (hi - lo), lo + invphi * (hi - lo)
-        if g(c) < g(d):
-            hi = d
+        if gc < gd:
+            hi, d, gd = d, c, gc
+            c = hi - invphi * (hi - lo)
+            gc = g(c)
         else:
-            lo = c
+            lo, c, gc = c, d, gd
+            d = lo + invphi * (hi - lo)
+            gd = g(d)
         if hi - lo < mp.mpf(10) ** (-(DPS - 5)) * max(1, hi):
             break
     a = (lo + hi) / 2

@@ -44,26 +44,44 @@ CLAIM_DPS = DPS
 VARIANT_RATIOS = (0.8, 0.95, 1.05, 1.25)
 
 
-def margin_objective(variant: LossVariant, inst: Instance) -> Callable[[mp.mpf], mp.mpf]:
-    """g(a) = (1/K) sum_y l(a (e_y - 1/K 1), y) + ((M+1)/2)(K-1) lt (a sqrt n)^{2/(M+1)}, claim-side (mpmath,
-    straight from the SymPy loss, no simplification)."""
+_MARGIN_LOSS: dict[tuple, tuple[Callable, Callable]] = {}
+
+
+def _margin_loss(variant: LossVariant, K: int, params: dict) -> tuple[Callable, Callable]:
+    """lbar(a) = (1/K) sum_y l(a (e_y - 1/K 1), y) lambdified to mpmath and to numpy, once per (loss, K, params)."""
     import sympy as sp
 
     from ncverify.theory.families.etf_margin import logit_symbols
 
+    key = (variant.name, K, tuple(sorted((k, str(v)) for k, v in params.items())))
+    if key not in _MARGIN_LOSS:
+        exprs = variant.expressions(K, params)
+        z = logit_symbols(K)
+        aa = sp.Symbol("a", real=True)
+        per = [e.xreplace({z[c]: (aa * sp.Rational(K - 1, K) if c == y else -aa / K) for c in range(K)})
+               for y, e in enumerate(exprs)]
+        lbar = sp.Add(*per) / K
+        _MARGIN_LOSS[key] = (sp.lambdify(aa, lbar, modules="mpmath"), sp.lambdify(aa, lbar, modules="numpy"))
+    return _MARGIN_LOSS[key]
+
+
+def margin_objective(variant: LossVariant, inst: Instance) -> Callable[[mp.mpf], mp.mpf]:
+    """g(a) = (1/K) sum_y l(a (e_y - 1/K 1), y) + ((M+1)/2)(K-1) lt (a sqrt n)^{2/(M+1)}, claim-side (mpmath,
+    straight from the SymPy loss, no simplification). ``g.vectorized`` is the same g in float64 on numpy arrays
+    (for the dense grid of ``minimize_on_halfline``)."""
     K, n, M = inst.K, inst.n, inst.depth
-    exprs = variant.expressions(K, variant.param_values(inst))
-    z = logit_symbols(K)
-    aa = sp.Symbol("a", real=True)
-    per = [e.xreplace({z[c]: (aa * sp.Rational(K - 1, K) if c == y else -aa / K) for c in range(K)})
-           for y, e in enumerate(exprs)]
-    fl = sp.lambdify(aa, sp.Add(*per) / K, modules="mpmath")
+    fl, fl_np = _margin_loss(variant, K, variant.param_values(inst))
     with mp.workdps(CLAIM_DPS):
         lt = (num(inst.lam_h) * mp.fprod(num(v) for v in inst.lam_w)) ** (mp.mpf(1) / (M + 1))
+    coef = float(mp.mpf(M + 1) / 2 * (K - 1) * lt)
 
     def g(t: mp.mpf) -> mp.mpf:
         with mp.workdps(CLAIM_DPS):
             return fl(t) + mp.mpf(M + 1) / 2 * (K - 1) * lt * (t * mp.sqrt(n)) ** (mp.mpf(2) / (M + 1))
+
+    def g_float(t):  # numpy arrays
+        return fl_np(t) + coef * (t * n ** 0.5) ** (2 / (M + 1))
+    g.vectorized = g_float  # type: ignore[attr-defined]
     return g
 
 

@@ -56,22 +56,24 @@ def check(theorem, inst: Instance, *, solver: str = "lbfgs", starts: int = 3, se
 class ExactCache:
     """The exact side of checks (claim, derivation, constructed point) memoized per (theorem id, instance, dps), so
     that an instance the cheap search checked costs nothing more when its full numeric check runs. Scoped to one
-    search (``search.search_theorem``); entries are never mutated."""
+    search (``search.search_theorem``); entries are never mutated. ``values_only``: derivations with values only
+    (``theory.derive(exact=False)``: the same numbers at ``dps`` digits without building exact expressions)."""
 
-    def __init__(self) -> None:
+    def __init__(self, values_only: bool = False) -> None:
         self._d: dict = {}
+        self.values_only = values_only
 
     def exact(self, theorem, inst: Instance, dps: int) -> tuple[Prediction, Any, float | None, list[Evidence]]:
         """(claim, derivation, claimed minimum, evidence of stages 1 and 2) of ``theorem`` on ``inst``."""
         key = (theorem.id, inst, dps)
         if key not in self._d:
-            self._d[key] = _exact(theorem, inst, dps)
+            self._d[key] = _exact(theorem, inst, dps, exact=not self.values_only)
         return self._d[key]
 
 
-def _exact(theorem, inst: Instance, dps: int) -> tuple[Prediction, Any, float | None, list[Evidence]]:
+def _exact(theorem, inst: Instance, dps: int, exact: bool = True) -> tuple[Prediction, Any, float | None, list[Evidence]]:
     claim = evaluate_claim(theorem, inst)
-    deriv, ev = derivation_stage(theorem.family, claim, inst, dps)
+    deriv, ev = derivation_stage(theorem.family, claim, inst, dps, exact=exact)
     claimed_f, pev = point_stage(claim, inst, deriv)
     return claim, deriv, claimed_f, ev + pev
 

@@ -338,12 +338,13 @@ def _shapes_at_minimizers(theorem: Any, inst: Instance, res: Any, claimed_f: flo
     return shape_claims.at_minimizers(names, inst, pts) if pts else []
 
 
-def derivation_stage(family: str, claim: Prediction, inst: Instance, dps: int = 40
+def derivation_stage(family: str, claim: Prediction, inst: Instance, dps: int = 40, exact: bool = True
                      ) -> tuple[Prediction | None, list[Evidence]]:
-    """Stage 1: the exact derivation of ``family`` at ``inst`` and the claim against it. A family whose
-    assumptions exclude the instance gives no derivation (an info line, the numerics still run)."""
+    """Stage 1: the exact derivation of ``family`` at ``inst`` and the claim against it (exact=False: the
+    derivation's values only, ``theory.derive``). A family whose assumptions exclude the instance gives no
+    derivation (an info line, the numerics still run)."""
     try:
-        deriv = derive(family, inst, dps=dps)
+        deriv = derive(family, inst, dps=dps, exact=exact)
     except TheoryInputError as exc:
         return None, [Evidence(Check.DERIVATION, "derivation", Status.INFO, detail=f"no exact derivation: {exc}")]
     return deriv, compare_with_derivation(claim, deriv, dps)

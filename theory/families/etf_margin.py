@@ -226,6 +226,7 @@ class MarginSolution:
 
 
 @lru_cache(maxsize=256)
+@lru_cache(maxsize=256)
 def _margin_numeric(family: "EtfMarginFamily", K: int, params: tuple[sp.Expr, ...], M: int) -> tuple[Callable, Callable, Callable]:
     red = etf_reduction(family, K, params, M)
     g_f = sp.lambdify((u, ell), red.g_u, modules="mpmath")
@@ -234,10 +235,113 @@ def _margin_numeric(family: "EtfMarginFamily", K: int, params: tuple[sp.Expr, ..
     return g_f, h_f, l_f
 
 
-def _grid(U: mpmath.mpf, n_lin: int = 1200, n_geo: int = 200) -> list[mpmath.mpf]:
-    lin = [U * mpmath.mpf(i) / n_lin for i in range(1, n_lin + 1)]
-    geo = [U * mpmath.mpf(10) ** (-12 + 12 * mpmath.mpf(i) / n_geo) for i in range(n_geo)]
-    return sorted(set(lin + geo))
+@lru_cache(maxsize=256)
+def _margin_float(family: "EtfMarginFamily", K: int, params: tuple[sp.Expr, ...], M: int) -> tuple[Callable, Callable]:
+    """g(u, ell) and h(u) of ``etf_reduction`` lambdified to numpy (float64, vectorized): a prescreen of the
+    dense grids only (``Grid.values``); every value a decision rests on is re-evaluated with mpmath."""
+    red = etf_reduction(family, K, params, M)
+    return sp.lambdify((u, ell), red.g_u, modules="numpy"), sp.lambdify(u, red.h_u, modules="numpy")
+
+
+#: a float64 grid value is re-evaluated with mpmath when it is this close to the decision level (relative)
+FLOAT_AMBIGUOUS = 1e-5
+#: the float64 prescreen is used only when it agrees with mpmath on sampled grid points to this relative error
+FLOAT_AGREE = 1e-7
+
+
+class Grid:
+    """A dense grid on (0, U] for the 1-D margin problems: U i / n_lin (i = 1..n_lin) and U 10^(-12 + 12 i / n_geo)
+    (i < n_geo), merged in increasing order. ``point(i)`` is the mpmath point (at the working precision when the
+    grid was made), ``x`` the float64 points."""
+
+    def __init__(self, U: mpmath.mpf, n_lin: int = 1200, n_geo: int = 200):
+        import numpy as np
+
+        self.U = U
+        fr = sorted({*(("lin", i) for i in range(1, n_lin + 1)), *(("geo", i) for i in range(n_geo))},
+                    key=lambda e: e[1] / n_lin if e[0] == "lin" else 10.0 ** (-12 + 12 * e[1] / n_geo))
+        self._fr, self._n = fr, (n_lin, n_geo)
+        self.x = np.array([float(U) * (i / n_lin if k == "lin" else 10.0 ** (-12 + 12 * i / n_geo)) for k, i in fr])
+        self._pts: dict[int, mpmath.mpf] = {}
+
+    def __len__(self) -> int:
+        return len(self._fr)
+
+    def point(self, i: int) -> mpmath.mpf:
+        if i not in self._pts:
+            k, j = self._fr[i]
+            n_lin, n_geo = self._n
+            self._pts[i] = (self.U * mpmath.mpf(j) / n_lin if k == "lin"
+                            else self.U * mpmath.mpf(10) ** (-12 + 12 * mpmath.mpf(j) / n_geo))
+        return self._pts[i]
+
+    def values(self, f_float: Callable | None, f_mp: Callable, level: mpmath.mpf | None = None) -> "GridValues":
+        """f on the grid, for decisions on the sign of f - ``level`` (None: only an argmin or argmax is taken).
+
+        Float64 values from the vectorized ``f_float`` (one numpy call), except that a point whose value is not
+        finite or lies within ``FLOAT_AMBIGUOUS`` (relative) of ``level`` is evaluated with ``f_mp``. Every 40th
+        point (and the last) is evaluated with mpmath too; if any disagrees by more than ``FLOAT_AGREE`` (relative
+        to max(|f|, |level|), or without a level to the largest |f| on the grid: cancellation in float64) every
+        point is evaluated with mpmath. So every sign of f - level read from the
+        result is the mpmath one; an argmin or argmax taken on it is re-evaluated at full precision by the caller
+        (``GridValues.exact``)."""
+        import numpy as np
+
+        gv = GridValues(self, f_mp)
+        n = len(self)
+        v = None
+        if f_float is not None:
+            try:
+                with np.errstate(all="ignore"):
+                    v = np.asarray(f_float(self.x), dtype=float) * np.ones(n)
+            except (TypeError, ValueError, ZeroDivisionError, OverflowError, NameError, AttributeError):
+                v = None
+        lev = 0.0 if level is None else float(level)
+        if v is not None:
+            # without a level only an argmin / argmax is taken: errors are measured against the largest |value|
+            top = float(np.max(np.abs(v[np.isfinite(v)]), initial=0.0)) if level is None else 0.0
+            for i in sorted({*range(0, n, 40), n - 1}):
+                ref = float(gv.exact(i))
+                if not np.isfinite(v[i]) or abs(v[i] - ref) > FLOAT_AGREE * max(abs(ref), abs(lev), top, 1e-300):
+                    v = None
+                    break
+        if v is None:
+            v = np.array([float(gv.exact(i)) for i in range(n)])
+        else:
+            amb = ~np.isfinite(v)
+            if level is not None:
+                amb |= np.abs(v - lev) <= FLOAT_AMBIGUOUS * np.maximum(np.abs(v), abs(lev))
+            for i in np.flatnonzero(amb):
+                v[i] = float(gv.exact(int(i)))
+        gv.v = v
+        if level is not None:  # the sign of f - level: float64 where unambiguous, mpmath where evaluated
+            sg = np.sign(v - lev)
+            for i, val in gv._exact.items():
+                sg[i] = (val > level) - (val < level)
+            gv.sign = sg
+        return gv
+
+
+class GridValues:
+    """f on a ``Grid``: ``v`` float64 values, ``sign`` the signs of f - level (see ``Grid.values``), ``exact(i)``
+    the mpmath value at point i (evaluated once)."""
+
+    def __init__(self, grid: Grid, f_mp: Callable):
+        self.grid, self._f, self._exact = grid, f_mp, {}
+        self.v = None
+        self.sign = None
+
+    def exact(self, i: int) -> mpmath.mpf:
+        if i not in self._exact:
+            self._exact[i] = self._f(self.grid.point(i))
+        return self._exact[i]
+
+    def best_near(self, i: int, pick: Callable, among: Any = None, reach: int = 2) -> int:
+        """The index among i - reach .. i + reach (and ``among``, when given) that ``pick`` (min or max) selects on
+        the mpmath values: the float64 argmin / argmax i re-checked at full precision."""
+        near = [j for j in range(max(0, i - reach), min(len(self.grid), i + reach + 1))
+                if among is None or j in among]
+        return pick(near, key=self.exact)
 
 
 def _golden_min(f: Callable, lo: mpmath.mpf, hi: mpmath.mpf, dps: int) -> mpmath.mpf:
@@ -278,33 +382,35 @@ def solve_margin(family: "EtfMarginFamily", K: int, params: tuple[sp.Expr, ...],
         entries = [("a = 0 (boundary: W = H = 0)", (mpmath.mpf(0), mpmath.mpf(0)), g0)]
         stationary: list[dict] = []
         if U > 0:
-            pts = _grid(U)
+            import numpy as np
+
+            grid = Grid(U)
             D = lambda q: h_f(q) - ell_value  # noqa: E731
-            vals = [D(p) for p in pts]
-            for i in range(len(pts) - 1):
-                if vals[i] == 0 or vals[i] * vals[i + 1] < 0:
-                    lo, hi = pts[i], pts[i + 1]
-                    try:
-                        r = mpmath.findroot(D, (lo, hi), solver="anderson")
-                        if not (lo <= r <= hi):
-                            raise ValueError
-                    except (ValueError, ZeroDivisionError):
-                        r = mpmath.findroot(D, (lo, hi), solver="bisect")
-                    delta = abs(r) * mpmath.mpf(10) ** (-dps)
-                    cert = D(r - delta) * D(r + delta) <= 0
-                    d2 = mpmath.diff(lambda q: g_f(q, ell_value), r, 2)
-                    kind = "local min" if d2 > 0 else ("local max" if d2 < 0 else "degenerate")
-                    st = {"u": +r, "a": +(r ** (M + 1)), "kind": kind, "grid_bracket": (+lo, +hi),
-                          "tight_bracket": (+(r - delta), +(r + delta)), "certified": bool(cert),
-                          "residual": +D(r)}
-                    stationary.append(st)
-                    entries.append((f"stationary point {len(stationary)}: a = {mpmath.nstr(st['a'], 15)} ({kind})",
-                                    (st["a"], st["u"]), g_f(r, ell_value)))
-            gv = [g_f(p, ell_value) for p in pts]
-            i = min(range(len(pts)), key=lambda j: gv[j])
+            gF, hF = _margin_float(family, K, params, M)
+            sg = grid.values(hF, h_f, ell_value).sign  # the sign of D = h - ell on the grid
+            for i in np.flatnonzero((sg[:-1] == 0) | (sg[:-1] * sg[1:] < 0)):
+                lo, hi = grid.point(int(i)), grid.point(int(i) + 1)
+                try:
+                    r = mpmath.findroot(D, (lo, hi), solver="anderson")
+                    if not (lo <= r <= hi):
+                        raise ValueError
+                except (ValueError, ZeroDivisionError):
+                    r = mpmath.findroot(D, (lo, hi), solver="bisect")
+                delta = abs(r) * mpmath.mpf(10) ** (-dps)
+                cert = D(r - delta) * D(r + delta) <= 0
+                d2 = mpmath.diff(lambda q: g_f(q, ell_value), r, 2)
+                kind = "local min" if d2 > 0 else ("local max" if d2 < 0 else "degenerate")
+                st = {"u": +r, "a": +(r ** (M + 1)), "kind": kind, "grid_bracket": (+lo, +hi),
+                      "tight_bracket": (+(r - delta), +(r + delta)), "certified": bool(cert),
+                      "residual": +D(r)}
+                stationary.append(st)
+                entries.append((f"stationary point {len(stationary)}: a = {mpmath.nstr(st['a'], 15)} ({kind})",
+                                (st["a"], st["u"]), g_f(r, ell_value)))
+            gv = grid.values(lambda x: gF(x, float(ell_value)), lambda q: g_f(q, ell_value))
+            i = gv.best_near(int(np.argmin(gv.v)), min)
             best = min(e[2] for e in entries)
-            if gv[i] < best - mpmath.mpf(10) ** (-(dps // 2)) * max(1, abs(best)):
-                lo, hi = pts[max(i - 1, 0)], pts[min(i + 1, len(pts) - 1)]
+            if gv.exact(i) < best - mpmath.mpf(10) ** (-(dps // 2)) * max(1, abs(best)):
+                lo, hi = grid.point(max(i - 1, 0)), grid.point(min(i + 1, len(grid) - 1))
                 r = _golden_min(lambda q: g_f(q, ell_value), lo, hi, dps + 15)
                 notes.append("the grid found a lower g than every certified root (two roots in one grid cell?): "
                              "its golden-section minimum is a candidate")
@@ -332,39 +438,43 @@ def margin_thresholds(family: "EtfMarginFamily", K: int, params: tuple[sp.Expr, 
     out: dict[str, tuple[mpmath.mpf, sp.Expr | None, str]] = {}
     with mpmath.workdps(dps + 15):
         Umax = mpmath.mpf(40) ** (mpmath.mpf(1) / (M + 1))
-        pts = _grid(Umax, 800, 200)
-        hv = [h_f(p) for p in pts]
+        import numpy as np
+
+        grid = Grid(Umax, 800, 200)
+        gF, hF = _margin_float(family, K, params, M)
+        hv = grid.values(hF, h_f)
         g0 = l_f(mpmath.mpf(0))
         E = lambda q: g_f(q, h_f(q)) - g0  # noqa: E731
-        ev = [E(p) for p in pts]
+        neg_mask = grid.values(lambda x: gF(x, hF(x)), lambda q: g_f(q, h_f(q)), g0).sign < 0  # E < 0
         lim_v = to_mpf(lim0, dps + 10) if lim0 is not None and lim0.is_finite else None
         if lim0 is None:
             lim_v, lim0 = h_f(mpmath.mpf(10) ** (-dps)), None
         # existence
-        i = max(range(len(pts)), key=lambda j: hv[j])
-        if i == 0 and lim_v is not None and lim_v >= hv[0]:
+        i = hv.best_near(int(np.argmax(hv.v)), max)
+        if i == 0 and lim_v is not None and lim_v >= hv.exact(0):
             out["existence"] = (lim_v, lim0, "limit of h(u) at u -> 0+")
         else:
-            lo, hi = pts[max(i - 1, 0)], pts[min(i + 1, len(pts) - 1)]
+            lo, hi = grid.point(max(i - 1, 0)), grid.point(min(i + 1, len(grid) - 1))
             r = _golden_min(lambda q: -h_f(q), lo, hi, dps + 15)
             out["existence"] = (h_f(r), None, f"max of h at u = {mpmath.nstr(r, 15)} (grid + golden section)")
         # global
-        neg = [j for j in range(len(pts)) if ev[j] < 0]
+        neg = set(np.flatnonzero(neg_mask).tolist())
         if not neg:
             out["global"] = (mpmath.mpf(0), None, "no point of the stationary branch beats a = 0 on the grid")
             return out
-        j = max(neg, key=lambda k: hv[k])
-        if j == 0 and lim_v is not None and lim_v >= hv[0]:
+        j = hv.best_near(max(neg, key=lambda k: hv.v[k]), max, among=neg)
+        if j == 0 and lim_v is not None and lim_v >= hv.exact(0):
             out["global"] = (lim_v, lim0, "limit of h(u) at u -> 0+ (E < 0 next to 0)")
             return out
-        best = (hv[j], None, f"h on the grid at u = {mpmath.nstr(pts[j], 10)}")
+        best = (hv.exact(j), None, f"h on the grid at u = {mpmath.nstr(grid.point(j), 10)}")
         for k in (j - 1, j + 1):  # a sign change of E next to the maximizer: refine the crossing
-            if 0 <= k < len(pts) and ev[k] >= 0:
-                r = mpmath.findroot(E, (min(pts[j], pts[k]), max(pts[j], pts[k])), solver="bisect")
+            if 0 <= k < len(grid) and not neg_mask[k]:
+                pj, pk = grid.point(j), grid.point(k)
+                r = mpmath.findroot(E, (min(pj, pk), max(pj, pk)), solver="bisect")
                 if h_f(r) >= best[0]:
                     best = (h_f(r), None, f"h(u*) where g(u*) = g(0) on the branch, u* = {mpmath.nstr(r, 20)}")
         if best[2].startswith("h on the grid"):
-            lo, hi = pts[max(j - 1, 0)], pts[min(j + 1, len(pts) - 1)]
+            lo, hi = grid.point(max(j - 1, 0)), grid.point(min(j + 1, len(grid) - 1))
             r = _golden_min(lambda q: -h_f(q), lo, hi, dps + 15)
             if E(r) < 0:
                 best = (h_f(r), None, f"max of h inside E < 0 at u = {mpmath.nstr(r, 15)}")

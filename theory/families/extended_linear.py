@@ -14,12 +14,13 @@ from ncverify.theory.families.mse_deep import check_mse, derive_mse, gram_kind, 
 from ncverify.theory.instance import ExactInstance
 from ncverify.theory.prediction import Exact, GramTarget, Prediction
 
-def derive_extended(I: ExactInstance, dps: int) -> Prediction:
-    """The extended UFM with s = identity, reduced to the deep linear (M+1)-factor objective."""
+def derive_extended(I: ExactInstance, dps: int, exact: bool = True) -> Prediction:
+    """The extended UFM with s = identity, reduced to the deep linear (M+1)-factor objective (exact=False: values
+    only, see ``derive_mse``)."""
     check_mse(I, "extended-linear", False)
     if not R.extended_linear_as_factor_form():
         raise RuntimeError("the extended UFM with s = identity did not reduce to the deep linear form")
-    pred = derive_mse(I, "extended-linear", centered=False, dps=dps, extended=True)
+    pred = derive_mse(I, "extended-linear", centered=False, dps=dps, extended=True, exact=exact)
     # class means of H_2 = W_1 H_1: singular values s_{1,k} eta_k, class-mean norms s_{1,k} eta_k / sqrt(n_k)
     h2 = []
     for k in range(I.K):
@@ -56,6 +57,10 @@ class ExtendedLinear:
 
     def derive(self, I: ExactInstance, dps: int) -> Prediction:
         return derive_extended(I, dps)
+
+    def derive_values(self, I: ExactInstance, dps: int) -> Prediction:
+        """``derive`` with values only (``derive_mse(exact=False)``)."""
+        return derive_extended(I, dps, exact=False)
 
     def critical_values(self, I: ExactInstance) -> dict[str, list[float]]:
         return {"lam_h": mse_critical_lam_h(I)}

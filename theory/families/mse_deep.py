@@ -66,7 +66,12 @@ def gram_kind(vals: Sequence[mpmath.mpf], dps: int) -> str:
     return "GOF"
 
 
-def derive_mse(I: ExactInstance, fam: str, centered: bool, dps: int, extended: bool = False) -> Prediction:
+def derive_mse(I: ExactInstance, fam: str, centered: bool, dps: int, extended: bool = False,
+               exact: bool = True) -> Prediction:
+    """The global minimizer (see the module docstring). exact=False: the same reduction and global selection with
+    values only (every ``Exact.expr`` None): the stationary polynomial of each depth is derived once in symbols
+    and its roots found numerically per instance at high precision -- for searches that compare values at
+    ``dps`` digits; ``check``, ``derive`` and the golden files keep the exact forms."""
     check_mse(I, fam, centered)
     M, K, N = I.depth, I.K, I.N
     N_e = sp.Integer(N)
@@ -83,7 +88,7 @@ def derive_mse(I: ExactInstance, fam: str, centered: bool, dps: int, extended: b
     for i, y2 in enumerate(modes.strengths):
         key = y2
         if key not in cache:
-            cache[key] = solve_mse_mode(M, N_e, L_pow, y2, dps, labels[i])
+            cache[key] = solve_mse_mode(M, N_e, L_pow, y2, dps, labels[i], exact=exact)
         sols.append(cache[key])
 
     notes: list[str] = []
@@ -115,7 +120,7 @@ def derive_mse(I: ExactInstance, fam: str, centered: bool, dps: int, extended: b
         w_val = mpmath.mpf(0) if zero else s.w_value
         phi_val = to_mpf(y2, dps) / (2 * N) if zero else s.phi_value
         y_e = sp.sqrt(y2)
-        if w_expr is not None:
+        if w_expr is not None and exact:
             z_e = y_e * w_expr
             t_e = z_e ** sp.Rational(1, M + 1)
             sub = {R.z: z_e, R.L: L_e, R.lam_H: I.lam_h, **{R.lam_W(j): I.lam_w[j - 1] for j in range(1, M + 1)}}
@@ -151,7 +156,8 @@ def derive_mse(I: ExactInstance, fam: str, centered: bool, dps: int, extended: b
                 sig_l.append(Exact(+mpmath.fprod(s_vals), None, note))
                 eta_l.append(Exact(+mpmath.sqrt(L_v / to_mpf(I.lam_h, dps + 10)) * t_v, None, note))
             phis.append(None)
-        rho_l.append(sx(s.rho, dps) if s.rho is not None else Exact(s.rho_value, None, "rho with algebraic y^2"))
+        rho_l.append(sx(s.rho, dps) if s.rho is not None else
+                     Exact(s.rho_value, None, "rho with algebraic y^2" if exact else "values only"))
         phi_vals.append(phi_val)
         cl = list(s.candidates)
         if zero:
@@ -308,6 +314,10 @@ class MseDeep:
 
     def derive(self, I: ExactInstance, dps: int) -> Prediction:
         return derive_mse(I, self.name, centered=self.centered, dps=dps)
+
+    def derive_values(self, I: ExactInstance, dps: int) -> Prediction:
+        """``derive`` with values only (``derive_mse(exact=False)``)."""
+        return derive_mse(I, self.name, centered=self.centered, dps=dps, exact=False)
 
     def critical_values(self, I: ExactInstance) -> dict[str, list[float]]:
         return {"lam_h": mse_critical_lam_h(I)}
