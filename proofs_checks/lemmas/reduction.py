@@ -86,6 +86,13 @@ FAMILIES = {
 }
 
 
+def _recorded_refuted(fam: Family, inst: Instance) -> bool:
+    """Does a theorem of ``fam`` record a refutation on ``inst``?"""
+    from ncverify.proofs_checks.catalogue import THEOREMS
+
+    return any(t.id in fam.theorems and t.expected.instance_verdict(inst) == "refuted" for t in THEOREMS)
+
+
 def _example_instances(fam: Family) -> list[Instance]:
     """The catalogue's fixed examples of the family's theorems (read only)."""
     from ncverify.proofs_checks.catalogue import THEOREMS
@@ -144,7 +151,10 @@ def check_reduction(key: str, ctx: Ctx) -> list[Outcome]:
     fam = FAMILIES[key]
     b = ctx.budget
     rng = ctx.rng(f"reduction/{key}")
-    insts = list(_example_instances(fam))[: max(1, b.solver_instances)]
+    examples = list(_example_instances(fam))
+    # the first examples, and always those that a theorem using this reduction records as refuted (its counterexamples)
+    insts = examples[: max(1, b.solver_instances)] + [i for i in examples[max(1, b.solver_instances):]
+                                                       if _recorded_refuted(fam, i)]
     insts += [fam.make(rng) for _ in range(b.solver_instances)]
     insts = sorted(insts, key=_size)
     preds = {}
