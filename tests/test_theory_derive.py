@@ -206,6 +206,14 @@ def test_general_M_thresholds_specialize():
         assert sp.nsimplify(g.rho_exist.subs(R.M_sym, M)) == P.mse_thresholds(M).rho_exist
 
 
+@pytest.mark.parametrize("M", range(1, 7))
+def test_float_thresholds_equal_the_exact_ones(M):
+    """The numerically located thresholds the searches aim with equal the exact ones to float64 rounding."""
+    th = P.mse_thresholds(M)
+    g, e = P.mse_threshold_values(M)
+    assert g == pytest.approx(float(th.rho_global), rel=1e-14) and e == pytest.approx(float(th.rho_exist), rel=1e-14)
+
+
 @pytest.mark.parametrize("M,Kc", [(2, 3), (3, 2)])
 def test_ce_thresholds_bracket_the_switch(M, Kc):
     th = P.ce_thresholds(Kc, M, 40)

@@ -94,6 +94,40 @@ def mse_thresholds(M: Any) -> MSEThresholds:
     return MSEThresholds(M, B, V, sp.simplify(w_e), sp.simplify(rho_e), sp.simplify(w_g), sp.simplify(rho_g))
 
 
+@lru_cache(maxsize=None)
+def mse_threshold_values(M: int) -> tuple[float, float]:
+    """(rho_global, rho_exist) of depth M as floats, for aiming searches at the boundaries: the branch B and value V
+    of ``mse_thresholds`` located numerically (mpmath at 30 digits: B's maximum on a grid of (0, 1) refined by golden
+    section; the sign change of V - 1 refined by bisection; both the limit w -> 0+ when there is no interior point)
+    instead of solved symbolically, which costs about a second per M. The exact values stay ``mse_thresholds``."""
+    B = sp.lambdify(R.w, R.stationary_polynomial_w(M).subs(R.rho, 0), modules="mpmath")
+    V = sp.lambdify(R.w, R.stationary_value_w(M), modules="mpmath")
+    with mpmath.workdps(30):
+        ws = [mpmath.mpf(i) / 400 for i in range(1, 400)]
+        bv = [B(w) for w in ws]
+        i = max(range(len(ws)), key=lambda j: bv[j])
+        if i == 0 and B(mpmath.mpf(0)) >= bv[0]:
+            rho_e = B(mpmath.mpf(0))
+        else:
+            lo, hi = ws[max(i - 1, 0)], ws[min(i + 1, len(ws) - 1)]
+            invphi = (mpmath.sqrt(5) - 1) / 2
+            for _ in range(150):
+                c, d = hi - invphi * (hi - lo), lo + invphi * (hi - lo)
+                lo, hi = (c, hi) if B(c) < B(d) else (lo, d)
+            rho_e = B((lo + hi) / 2)
+        dv = [V(w) - 1 for w in ws]
+        cross = [j for j in range(len(ws) - 1) if dv[j] * dv[j + 1] <= 0]
+        if cross:
+            lo, hi = ws[cross[0]], ws[cross[0] + 1]
+            for _ in range(110):  # bisection on V - 1 to 30 digits
+                mid = (lo + hi) / 2
+                lo, hi = (mid, hi) if (V(mid) - 1) * dv[cross[0]] > 0 else (lo, mid)
+            rho_g = B((lo + hi) / 2)
+        else:
+            rho_g = B(mpmath.mpf(0))
+    return float(rho_g), float(rho_e)
+
+
 def _inside01(s: sp.Expr, M: Any) -> bool:
     if isinstance(M, int):
         return bool(s.is_real) and 0 < s < 1

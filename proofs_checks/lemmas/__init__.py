@@ -208,12 +208,20 @@ LEMMAS: list[Lemma] = [
                 "random label strengths and at pairs straddling the jump of z*(y)"),
 ]
 
-RELU_REDUCTION_FINDING = (
-    "FALSE near the linear model's collapse threshold: the multi-start solver reaches points of the ReLU objective "
-    "below the linear model's reduced minimum on the catalogue examples of tirer2022.extended-relu (K = 7, n = 1, "
-    "d = 8, lambda_W = 1, lambda_H = 1.73105e-4: 0.4915887 < 0.4935897; K = 8, n = 1, d = 8, lambdas 0.14, 0.14, "
-    "0.0061658: 0.4960063 < 0.4987438), the counterexamples of that theorem; away from the threshold the reduction "
-    "held on every instance checked")
+#: the reductions recorded as violated (on the counterexamples their theorems record), with the finding
+REDUCTION_FINDINGS = {
+    "extended-relu": (
+        "FALSE near the linear model's collapse threshold: the multi-start solver reaches points of the ReLU objective "
+        "below the linear model's reduced minimum on the catalogue examples of tirer2022.extended-relu (K = 7, n = 1, "
+        "d = 8, lambda_W = 1, lambda_H = 1.73105e-4: 0.4915887 < 0.4935897; K = 8, n = 1, d = 8, lambdas 0.14, 0.14, "
+        "0.0061658: 0.4960063 < 0.4987438), the counterexamples of that theorem; away from the threshold the "
+        "reduction held on every instance checked"),
+    "ce-deep": (
+        "FALSE in a narrow band for K = 4, M >= 2 just past the recorded crossing into total collapse: on "
+        "ce-deep-etf-boundary's recorded counterexample (K = 4, n = 1, d = 4, M = 4, all lambdas 0.1314) the solver "
+        "reaches 1.384186 < log 4 = 1.386294, the minimum of the reduced code problem (theory.ce_codes): the codes "
+        "miss a rank-1 geometry of the class-mean logits (two antipodal pairs on one axis, unequal amplitudes)"),
+}
 
 for _key, _fam in RD.FAMILIES.items():
     _what = {"mse-deep": "the deep linear bias-free MSE objective (any counts)",
@@ -232,7 +240,7 @@ for _key, _fam in RD.FAMILIES.items():
         used_by=_fam.theorems, checks=(lambda ctx, k=_key: RD.check_reduction(k, ctx)),
         methods="symbolic (SymPy proof at the exact constructed point of a catalogue example); float64 constructed "
                 "point; random points and perturbations of the constructed point; seeded multi-start L-BFGS",
-        **({"expected": "violated", "finding": RELU_REDUCTION_FINDING} if _key == "extended-relu" else {})))
+        **({"expected": "violated", "finding": REDUCTION_FINDINGS[_key]} if _key in REDUCTION_FINDINGS else {})))
 
 LEMMAS.append(Lemma(
     id="ce-class-averaging", title="Class averaging does not increase the singular values or the CE of the logits",

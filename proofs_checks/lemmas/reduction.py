@@ -86,6 +86,10 @@ FAMILIES = {
 }
 
 
+#: the fewest solver starts on a recorded counterexample (the default search budget's starts)
+RECORDED_STARTS = 3
+
+
 def _recorded_refuted(fam: Family, inst: Instance) -> bool:
     """Does a theorem of ``fam`` record a refutation on ``inst``?"""
     from ncverify.proofs_checks.catalogue import THEOREMS
@@ -152,11 +156,10 @@ def check_reduction(key: str, ctx: Ctx) -> list[Outcome]:
     b = ctx.budget
     rng = ctx.rng(f"reduction/{key}")
     examples = list(_example_instances(fam))
-    # the first examples; for the ReLU reduction also the examples its theorem records as refuted (the counterexamples
-    # that show the reduction false). Not yet for the others: with them reduction:ce-deep is violated at the default
-    # budget (the codes miss ce-deep-etf-boundary's rank-1 geometry), a finding still to be recorded across seeds.
-    insts = examples[: max(1, b.solver_instances)] + [i for i in examples[max(1, b.solver_instances):]
-                                                       if key == "extended-relu" and _recorded_refuted(fam, i)]
+    # the first examples, and always those a theorem using this reduction records as refuted: its counterexamples,
+    # solved with at least RECORDED_STARTS starts (the number the theorem-level search used when it found them)
+    recorded = {i for i in examples if _recorded_refuted(fam, i)}
+    insts = examples[: max(1, b.solver_instances)] + [i for i in examples[max(1, b.solver_instances):] if i in recorded]
     insts += [fam.make(rng) for _ in range(b.solver_instances)]
     insts = sorted(insts, key=_size)
     preds = {}
@@ -256,7 +259,8 @@ def check_reduction(key: str, ctx: Ctx) -> list[Outcome]:
         from ncverify.numerics.starts import solve_instances
 
         insts = by_size[size]
-        starts = max(b.solver_starts, 6 if any(i.activation == "relu" for i in insts) else 0)
+        starts = max(b.solver_starts, 6 if any(i.activation == "relu" for i in insts) else 0,
+                     RECORDED_STARTS if any(i in recorded for i in insts) else 0)
         for inst, res in zip(insts, solve_instances(insts, solver="lbfgs", starts=starts, seed=ctx.seed)):
             fs = fstar(inst)
             for r in res.runs:

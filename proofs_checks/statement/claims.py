@@ -10,6 +10,7 @@ import dataclasses
 from typing import Callable, Sequence
 
 import mpmath as mp
+import numpy as np
 
 from ncverify.numerics.problem import Instance
 from ncverify.theory.numbers import mp_number as num  # noqa: F401  (the one exact-number rule: 1e-3 means 1/1000)
@@ -39,8 +40,6 @@ def minimize_on_halfline(g: Callable[[mp.mpf], mp.mpf], upper: mp.mpf, grid: int
     vec = getattr(g, "vectorized", None)
     vals: dict[int, mp.mpf] = {}
     if vec is not None:
-        import numpy as np
-
         with np.errstate(all="ignore"):
             v = np.asarray(vec(np.array([float(p) for p in pts])), dtype=float)
         if np.all(np.isfinite(v)):

@@ -33,6 +33,7 @@ from typing import Any, Callable
 
 import mpmath
 import sympy as sp
+import numpy as np
 
 from ncverify.theory import reduced as R
 from ncverify.theory.errors import TheoryInputError
@@ -255,10 +256,8 @@ class Grid:
     grid was made), ``x`` the float64 points."""
 
     def __init__(self, U: mpmath.mpf, n_lin: int = 1200, n_geo: int = 200):
-        import numpy as np
-
         self.U = U
-        fr = sorted({*(("lin", i) for i in range(1, n_lin + 1)), *(("geo", i) for i in range(n_geo))},
+        fr = sorted([("lin", i) for i in range(1, n_lin + 1)] + [("geo", i) for i in range(n_geo)],
                     key=lambda e: e[1] / n_lin if e[0] == "lin" else 10.0 ** (-12 + 12 * e[1] / n_geo))
         self._fr, self._n = fr, (n_lin, n_geo)
         self.x = np.array([float(U) * (i / n_lin if k == "lin" else 10.0 ** (-12 + 12 * i / n_geo)) for k, i in fr])
@@ -285,8 +284,6 @@ class Grid:
         point is evaluated with mpmath. So every sign of f - level read from the
         result is the mpmath one; an argmin or argmax taken on it is re-evaluated at full precision by the caller
         (``GridValues.exact``)."""
-        import numpy as np
-
         gv = GridValues(self, f_mp)
         n = len(self)
         v = None
@@ -382,8 +379,6 @@ def solve_margin(family: "EtfMarginFamily", K: int, params: tuple[sp.Expr, ...],
         entries = [("a = 0 (boundary: W = H = 0)", (mpmath.mpf(0), mpmath.mpf(0)), g0)]
         stationary: list[dict] = []
         if U > 0:
-            import numpy as np
-
             grid = Grid(U)
             D = lambda q: h_f(q) - ell_value  # noqa: E731
             gF, hF = _margin_float(family, K, params, M)
@@ -438,8 +433,6 @@ def margin_thresholds(family: "EtfMarginFamily", K: int, params: tuple[sp.Expr, 
     out: dict[str, tuple[mpmath.mpf, sp.Expr | None, str]] = {}
     with mpmath.workdps(dps + 15):
         Umax = mpmath.mpf(40) ** (mpmath.mpf(1) / (M + 1))
-        import numpy as np
-
         grid = Grid(Umax, 800, 200)
         gF, hF = _margin_float(family, K, params, M)
         hv = grid.values(hF, h_f)

@@ -20,7 +20,7 @@ import sympy as sp
 from ncverify.theory import reduced as R
 from ncverify.theory.errors import TheoryInputError
 from ncverify.theory.instance import ExactInstance
-from ncverify.theory.phase import mse_phase_boundaries, mse_thresholds
+from ncverify.theory.phase import mse_phase_boundaries, mse_threshold_values, mse_thresholds
 from ncverify.theory.prediction import Candidate, Exact, GramTarget, Prediction, SingularValues
 from ncverify.theory.solve import ModeSolution, solve_mse_mode, to_mpf
 
@@ -328,14 +328,13 @@ def mse_critical_lam_h(I: ExactInstance) -> list[float]:
 
     A mode with label strength y^2 = n_k has rho = (N L)^{M+1} / n_k^M (``theory.reduced``), L^{M+1} =
     lambda_H prod_j lambda_Wj; the boundaries are rho = rho_global(M) and rho = rho_exist(M)
-    (``theory.phase.mse_thresholds``), so lambda_H* = rho* n_k^M / (N^{M+1} prod_j lambda_Wj). With a bias
+    (``theory.phase.mse_threshold_values``), so lambda_H* = rho* n_k^M / (N^{M+1} prod_j lambda_Wj). With a bias
     the balanced centered modes have y^2 = n too; imbalanced bias modes use the class counts as a proxy.
     """
     M, N = I.depth, I.N
-    th = mse_thresholds(M)
-    prod_w = sp.Mul(*I.lam_w)
+    prod_w = float(sp.Mul(*I.lam_w))
     out: set[float] = set()
     for n_k in sorted(set(I.counts)):
-        for rho in (th.rho_global, th.rho_exist):
-            out.add(float(sp.N(rho * sp.Integer(n_k) ** M / (sp.Integer(N) ** (M + 1) * prod_w), 30)))
+        for rho in mse_threshold_values(M):  # floats: these values only aim the search
+            out.add(rho * float(n_k) ** M / (float(N) ** (M + 1) * prod_w))
     return sorted(out)
