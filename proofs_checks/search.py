@@ -5,7 +5,10 @@
   width: the strategies are ordered so that smaller is simpler).
 * The full check (adds multi-start float64 numerics, ``verify.check_many``: one batched solve per chunk of
   ``CHUNK`` instances) runs on the theorem's fixed examples and on the first ``numeric_instances`` drawn
-  instances (at the default budget: every drawn instance). The exact side of a drawn instance is computed once
+  instances (at the default budget: every drawn instance), chunk by chunk until a chunk refutes the theorem
+  (later draws cannot change a refuted verdict, and the first refuted draw, the one shrunk, is the same); a
+  theorem the numerics already refuted on one of its fixed examples gets no numeric checks of drawn instances
+  (the drawn instances still get the cheap check, which can find and shrink a refutation of the exact side). The exact side of a drawn instance is computed once
   (``verify.ExactCache``), with values only (``theory.derive(exact=False)``: the families that offer it solve
   their once-derived equations per instance at high precision without forming exact expressions).
 * A refutation that only the numerics see is shrunk too (``_shrink_numeric``): the search is replayed with the
@@ -34,7 +37,7 @@ from ncverify.proofs_checks.statement import Theorem
 #: the largest fraction of a theorem's full checks that may be inconclusive in a "verified" (they are named, not counted)
 MAX_INCONCLUSIVE = 0.25
 #: drawn instances per batched numeric solve (progress is reported per chunk)
-CHUNK = 50
+CHUNK = 25
 
 
 @dataclass(frozen=True)
@@ -54,7 +57,7 @@ class Budget:
 
     @staticmethod
     def of(name: str) -> "Budget":
-        table = {"quick": Budget("quick", 8, 4, 2, 6, 30), "default": Budget("default", 25, 25, 3, 20, 60),
+        table = {"quick": Budget("quick", 8, 4, 2, 6, 30), "default": Budget("default", 50, 50, 3, 20, 60),
                  "thorough": Budget("thorough", 200, 200, 6, 40, 300)}
         if name not in table:
             raise UsageError(f"budget must be one of {', '.join(table)}, got {name!r}")
@@ -172,14 +175,20 @@ def search_theorem(theorem: Theorem, budget: Budget, *, seed: int = 0, solver: s
         pass
     if errors:  # never let Hypothesis report a refutation instead of an error raised on another instance
         raise errors[-1]
+    on_examples = any(c.verdict == "refuted" for c in res.checks)
     if failing:  # refuted by the exact side: a few full checks, and the shrunk counterexample confirmed
         numeric = spread(drawn, min(2, budget.numeric_instances))
+    elif on_examples:  # refuted by the numerics on a fixed example: settled, as no later check can change it
+        numeric = []
+        say(f"{theorem.id}: refuted on a fixed example; the drawn instances get the cheap check only")
     else:
         numeric = drawn[:budget.numeric_instances]
     for i in range(0, len(numeric), CHUNK):
         part = numeric[i:i + CHUNK]
         say(f"{theorem.id}: numeric checks {i + 1}-{i + len(part)} of {len(numeric)} (one batched solve)")
         res.checks.extend(full(part))
+        if any(c.verdict == "refuted" for c in res.checks[-len(part):]):
+            break  # refuted: more numeric checks cannot change the verdict (the first refuted draw is shrunk below)
     if failing:
         smallest = failing[-1]  # Hypothesis replays the shrunk example last
         say(f"{theorem.id}: confirming counterexample {smallest.cli_flags()}")
