@@ -158,6 +158,26 @@ def per_sample(loss: str, Z, y):
     return _REGISTRY[base].per_sample(Z, y, values)
 
 
+#: base name -> gradient_terms(Z, y, params): K x B magnitudes of the additive terms whose sum is dl/dz (see
+#: ``gradient_terms``); registered by ``proofs_checks.variants.LossVariant`` from the SymPy loss
+_GRADIENT_TERMS: dict[str, Callable[[Any, Any, dict], Any]] = {}
+
+
+def register_gradient_terms(base: str, fn: Callable[[Any, Any, dict], Any]) -> None:
+    """Register the gradient-term magnitudes of the registered loss ``base`` (see ``gradient_terms``)."""
+    _GRADIENT_TERMS[base] = fn
+
+
+def gradient_terms(loss: str, Z, y):
+    """For a registered loss with registered terms: T (K x B), T[c, i] = sum_t |t(z_i)| over the additive terms t of
+    dl(z_i, y_i)/dz_c (e.g. |softmax(z/T)_c / T| + |[c = y] / T| for cross-entropy with temperature T): the float64
+    rounding of the computed gradient is relative to these, not to the gradient itself, which can cancel to
+    almost nothing (p_y close to 1). None when the loss is built-in or has no registered terms."""
+    base, values = parse_loss(loss)
+    fn = _GRADIENT_TERMS.get(base)
+    return None if fn is None else fn(Z, y, values)
+
+
 def data_term(loss: str, Z, Y):
     """(1/N) sum_i loss(z_i, y_i) for logits Z (K x N) and one-hot labels Y (K x N)."""
     y = Y.argmax(dim=0)

@@ -48,7 +48,8 @@ def gradient_at_point(hess_norm: float, theta_norm: float, grad_scale: float, P:
     v = SAFETY * math.sqrt(max(P, 1)) * EPS * (hess_norm * theta_norm + grad_scale)
     return Tol(v, f"critical point rounded to float64: {SAFETY:g} sqrt(P) eps (||Hess|| ||theta|| + |grad terms|) "
                   f"with ||Hess|| = {hess_norm:.3g}, ||theta|| = {theta_norm:.3g}, |grad terms| = {grad_scale:.3g} "
-                  f"(times 1 + max|logit| for softmax-type losses)")
+                  f"(times 1 + max|logit| for softmax-type losses; registered losses: the magnitudes of the terms of dL/dZ and "
+                  f"|Hess_Z L| |Z|)")
 
 
 def objective_match(eval_tol: Tol, g: float, mu: float) -> Tol:

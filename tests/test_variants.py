@@ -229,3 +229,37 @@ def test_the_tutorial_file_loads_as_a_theorem_file():
     assert [t.id for t in ths] == ["mine.ce-temperature"]
     assert ths[0].family == "ce-temperature" and ths[0].defaults["loss"] == "ce-temp:2"
     assert NL.registered()["ce-temp"].origin == "SymPy -> torch bridge"
+
+
+def test_constructed_point_tolerance_sees_a_registered_losss_rounding():
+    """A temperature T < 1 scales the logits the loss computes with by 1/T, and with them the float64 rounding of
+    its gradient; the constructed-point tolerance must follow (it used to take only 1 + max|z|, derived for
+    log-softmax(z), and refuted the README tutorial's true claim at T = 0.5 on rounding: 4.6e-16 > 3.7e-16)."""
+    from ncverify.numerics import diagnostics
+    from ncverify.proofs_checks.variants import Param, etf_claim, variant_theorem
+
+    var = LossVariant("test-temperature", loss="test-temp", params=(Param("T", lambda v: v > 0, "T must be > 0", example=2.0),),
+                      sympy_loss=lambda z, y, K, T: logsumexp([zc / T for zc in z]) - z[y] / T)
+    var.register()
+    th = variant_theorem(var, id="test.temperature", title="temperature", source="test", claim=etf_claim(var),
+                         param_values=[(0.5,)])
+    inst = Instance.create([1, 1], width=2, lam_w=1e-3, lam_h=1e-3, loss="test-temp:0.5")
+    res = verify.check(th, inst, starts=2)
+    assert res.verdict == "verified", res.reason
+    # saturated (p_y = 1 - 4e-8): the gradient (p - y)/T cancels, its rounding is relative to the terms p/T and y/T
+    # (it used to be refuted on rounding: 6.8e-16 > 1.9e-16)
+    sat = Instance.create([1, 1], width=2, lam_w=1e-4, lam_h=1e-4, loss="test-temp:2")
+    res = verify.check(th, sat, starts=2)
+    assert res.verdict == "verified", res.reason
+    Z = torch.tensor([[3.0, -1.0], [-3.0, 1.0]], dtype=torch.float64)
+    terms = NL.gradient_terms("test-temp:2", Z, torch.tensor([0, 1]))
+    p = torch.softmax(Z / 2, dim=0)
+    assert torch.allclose(terms, (p + torch.eye(2)) / 2, rtol=1e-14, atol=0)
+    # away from saturation (small logits) the registered loss's own term relative to the data-gradient terms grows
+    # like 1/T at the same logits (Hess ~ p(1-p)/T^2, D ~ (p - y)/T, |z| fixed)
+    gen = torch.Generator().manual_seed(0)
+    p = models.init_params(inst, gen, std=0.1)
+    Y = models.labels(inst.counts)
+    t = {T: diagnostics.loss_rounding_terms(inst.with_(loss=f"test-temp:{T}"), p, Y) for T in (0.25, 1.0)}
+    d = {T: diagnostics.data_gradient_terms(inst.with_(loss=f"test-temp:{T}"), p, Y) for T in (0.25, 1.0)}
+    assert t[0.25] / d[0.25] > 2 * t[1.0] / d[1.0]

@@ -124,6 +124,8 @@ class LossVariant:
         from ncverify.theory.numbers import exact_number
 
         agreement = self.check_agreement(self.check_classes, self.seed)
+        if self.loss not in NL.BUILTIN:
+            NL.register_gradient_terms(self.loss, self._gradient_terms)
         try:
             families.register(EtfMarginFamily(self.name, self.loss, tuple(p.name for p in self.params), self.sympy_loss,
                                               self.description, exact_number(float(self.lower_bound)),
@@ -187,6 +189,25 @@ class LossVariant:
                 out = out.index_put((idx,), fns[k](Z[:, idx]))
         return out
 
+    def _gradient_terms(self, Z, y, params: dict):
+        """K x B: sum over the additive terms t of dl(z_i, y_i)/dz_c of |t(z_i)| (``numerics.losses.gradient_terms``),
+        from the SymPy loss: the derivative is expanded into its terms, each bridged to torch."""
+        import torch
+
+        K = Z.shape[0]
+        fns = _terms_cache(self, K, tuple(sorted(params.items())))
+        if fns is None:  # a derivative the bridge cannot translate: no terms (the caller keeps |dL/dZ|)
+            return None
+        out = torch.zeros_like(Z)
+        for k in range(K):
+            idx = (y == k).nonzero().view(-1)
+            if idx.numel():
+                Zk = Z[:, idx]
+                rows = [sum((f(Zk).abs() for f in fns[k][c]), torch.zeros(idx.numel(), dtype=Z.dtype, device=Z.device))
+                        for c in range(K)]
+                out[:, idx] = torch.stack(rows)
+        return out
+
     def torch_per_sample(self, Z, y, values: dict[str, float]):
         """The numeric per-sample loss that the solvers use (built-in, registered, given or bridged)."""
         name = self.loss if not values else self.loss + ":" + ",".join(repr(float(v)) for v in values.values())
@@ -238,6 +259,51 @@ def _bridge_cache(variant: LossVariant, K: int, params: tuple) -> list[Callable]
 
         _BRIDGES[key] = [sympy_to_torch(e, list(logit_symbols(K))) for e in exprs]
     return _BRIDGES[key]
+
+
+_TERMS: dict = {}
+
+
+def _terms_cache(variant: LossVariant, K: int, params: tuple) -> list[list[list[Callable]]] | None:
+    """[y][c] -> torch functions of the top-level additive terms of d l(z, y) / d z_c, for K classes (None when
+    the bridge cannot translate a derivative, e.g. the Heaviside of a max)."""
+    key = (id(variant), K, params)
+    if key not in _TERMS:
+        import sympy as sp
+
+        from ncverify.proofs_checks.variants.bridge import BridgeError, sympy_to_torch
+        from ncverify.theory.families.etf_margin import logit_symbols
+
+        z = list(logit_symbols(K))
+        out: list | None = []
+        try:
+            sub = {sp.Symbol(name, real=True): exact_param(v) for name, v in params}
+            for per_c in _derivative_terms(variant, K):
+                out.append([[sympy_to_torch(t.xreplace(sub), z) for t in terms] for terms in per_c])
+        except (BridgeError, TypeError, ValueError):  # untranslatable, or a loss that needs numeric parameters
+            out = None
+        _TERMS[key] = out
+    return _TERMS[key]
+
+
+_DERIVATIVES: dict = {}
+
+
+def _derivative_terms(variant: LossVariant, K: int) -> list[list[list[Any]]]:
+    """[y][c] -> the top-level additive terms of d l(z, y) / d z_c with the loss parameters as real symbols (named
+    like the parameters): differentiated once per K, the values are substituted per instance."""
+    key = (id(variant), K)
+    if key not in _DERIVATIVES:
+        import sympy as sp
+
+        from ncverify.theory.families.etf_margin import logit_symbols
+
+        z = logit_symbols(K)
+        kw = {p.name: sp.Symbol(p.name, real=True) for p in variant.params}
+        exprs = [sp.sympify(variant.sympy_loss(z, y, K, **kw)) for y in range(K)]
+        _DERIVATIVES[key] = [[[t for t in sp.Add.make_args(sp.diff(e, z[c])) if t != 0] for c in range(K)]
+                             for e in exprs]
+    return _DERIVATIVES[key]
 
 
 def _sympy_value(expr: Any, z: Any, values: np.ndarray) -> float:
