@@ -126,12 +126,14 @@ def _instance_for(th: "Theorem | None", inst: "Instance | None", kw: dict) -> "I
 # ---------------------------------------------------------------------------------------------
 def check(theorem: "str | Theorem", inst: "Instance | None" = None, *, starts: int | None = None,
           solver: str = "lbfgs", seed: int = 0, device: str = "auto", theorems_file: str | Path | None = None,
-          **instance_kw: Any) -> "CheckResult":
+          memory_budget: "str | int | None" = None, **instance_kw: Any) -> "CheckResult":
     """The verdict of ``theorem`` on one instance (``ncverify check``).
 
     The instance is ``inst`` or built from ``instance_kw`` (see ``instance``; the flags the theorem implies are
     filled in). ``starts``: portfolio starts (default 4, more for landscapes with spurious minima); the same
-    ``seed`` gives the same numbers. Returns a ``CheckResult``: ``.verdict`` ("verified", "refuted",
+    ``seed`` gives the same numbers. ``memory_budget`` (bytes or "8GB"; default ``NCVERIFY_MEMORY_BUDGET``, else half
+    of this machine's memory): an instance whose check would need more is refused up front with an InstanceError
+    naming both sizes (``numerics.resources``). Returns a ``CheckResult``: ``.verdict`` ("verified", "refuted",
     "inconclusive"), ``.reason``, ``.evidence`` (every compared quantity with ``error``, ``tolerance`` and the
     tolerance's ``origin``), ``.reproduce`` (the command line), ``.to_json()``."""
     from ncverify.proofs_checks import verify
@@ -141,6 +143,9 @@ def check(theorem: "str | Theorem", inst: "Instance | None" = None, *, starts: i
     n = max(4, th.min_starts) if starts is None else starts
     check_solver_options(starts=n, seed=seed, solver=solver)
     th.validate(inst)
+    from ncverify.numerics import resources
+
+    resources.require_fits(inst, n, memory_budget)
     res = verify.check(th, inst, solver=solver, starts=n, seed=seed, device=device)
     res.reproduce = verify.with_check_options(res.reproduce, theorems_file=theorems_file, solver=solver,
                                               starts=starts, seed=seed)

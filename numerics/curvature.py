@@ -104,8 +104,15 @@ LANCZOS_TOL = 1e-8
 #: default absolute floor of that tolerance, relative to ||Hess|| (a Hessian-vector product is exact to about
 #: eps ||Hess|| times a modest factor)
 LANCZOS_ATOL = 1e-12
+#: ``diagnostics.hessian_info`` forms the dense P x P Hessian up to this P (eigvalsh costs P^3: 0.1 s at P = 1000,
+#: 3 s at 3000), above it this module's Lanczos
+DENSE_MAX_PARAMS = 1000
 #: default cap on the number of Lanczos steps
 LANCZOS_MAX_ITER = 400
+#: the symmetry orbit is projected out exactly when its basis has at most this many coefficients (G: 8 m^2 bytes,
+#: its eigendecomposition m^3 flops: 0.5 GB and about 10 s here); above, the orbit's directions are zero modes by
+#: the cutoff sqrt(eps) ||Hess||, as in the dense ``diagnostics.hessian_info`` ("orbit": "cutoff" in the result)
+ORBIT_MAX_COEFFICIENTS = 8000
 #: Lanczos steps on the whole Hessian that estimate ||Hess|| before T is fixed
 NORM_PROBE_STEPS = 20
 
@@ -176,7 +183,8 @@ class TangentSpace:
 
     def __init__(self, inst: Instance, x: torch.Tensor, *, grad: torch.Tensor | None = None,
                  null_tol: float | None = None, rank_rtol: float = RANK_RTOL,
-                 hvp: Callable[[torch.Tensor], torch.Tensor] | None = None) -> None:
+                 hvp: Callable[[torch.Tensor], torch.Tensor] | None = None, max_coefficients: int | None = None
+                 ) -> None:
         self.inst = inst
         self.x = x.detach().reshape(-1)
         self.rank_rtol = float(rank_rtol)
@@ -202,6 +210,16 @@ class TangentSpace:
             self.pairs.append((iu[0][keep], iu[1][keep]))
             self.offsets.append(self.offsets[-1] + int(keep.sum()))
         self.m = self.offsets[-1]
+        #: "projected", or "cutoff" when the basis has more than ``max_coefficients`` coefficients (G would take
+        #: 8 m^2 bytes and its eigendecomposition m^3 time): the orbit is then not projected out and its directions
+        #: are left to the zero-mode cutoff, as in the dense ``diagnostics.hessian_info``
+        self.orbit = "projected"
+        self.orbit_coefficients = self.m
+        if max_coefficients is not None and self.m > max_coefficients:
+            self.orbit = "cutoff"
+            self.pairs = [(p[:0], q[:0]) for p, q in self.pairs]
+            self.offsets = [0] * len(self.offsets)
+            self.m = 0
         self._G = self._gram(self.blocks)
         empty = self.x.new_zeros(self.m, 0)
         self.curvatures = self.x.new_zeros(0)
@@ -443,7 +461,8 @@ def transverse_curvature(inst: Instance, x: torch.Tensor, *, seed: int = 0, max_
         return v / v.norm()
 
     probe = _norm_probe(hvp, rand_unit(), min(NORM_PROBE_STEPS, P))
-    ts = TangentSpace(inst, x, grad=hvp.grad, null_tol=null_rtol * probe, rank_rtol=rank_rtol, hvp=hvp)
+    ts = TangentSpace(inst, x, grad=hvp.grad, null_tol=null_rtol * probe, rank_rtol=rank_rtol, hvp=hvp,
+                      max_coefficients=ORBIT_MAX_COEFFICIENTS)
     n_perp = P - ts.dim
     kmax = min(n_perp, LANCZOS_MAX_ITER if max_iter is None else int(max_iter))
     kmax = max(kmax, 1)
@@ -507,7 +526,8 @@ def transverse_curvature(inst: Instance, x: torch.Tensor, *, seed: int = 0, max_
         mu = max(theta - r_true, 0.0) if theta > cutoff else 0.0
     out = {"available": True, "method": "lanczos", "norm": norm, "min_eig": lowest, "cutoff": cutoff, "mu": mu,
            "mu_ritz": theta, "mu_residual": r_true, "zero_modes": ts.dim, "tangent_rank": ts.candidates,
-           "transverse_dim": n_perp, "iterations": k, "hvps": hvp.count, "converged": converged}
+           "transverse_dim": n_perp, "iterations": k, "hvps": hvp.count, "converged": converged,
+           "orbit": ts.orbit}
     if above_cutoff:
         out["flat_ritz"] = flat
     if return_vector:

@@ -21,19 +21,19 @@ import math
 import numpy as np
 import torch
 
-from ncverify.numerics import metrics, models
+from ncverify.numerics import losses, metrics, models
+from ncverify.numerics.curvature import DENSE_MAX_PARAMS
 from ncverify.numerics.problem import Instance
 
 #: float64 machine epsilon (2^-52).
 EPS = float(np.finfo(np.float64).eps)
-#: ``hessian_info`` forms the dense P x P Hessian up to this P (eigvalsh costs P^3: 0.1 s at P = 1000, 3 s at 3000)
-DENSE_MAX_PARAMS = 1000
+#: ``hessian_info`` forms the dense P x P Hessian up to ``DENSE_MAX_PARAMS`` (defined in ``numerics.curvature``)
 #: ``evaluate_point`` needs only ||Hess||: above this P it takes the Lanczos estimate (``curvature.hessian_norm``,
 #: a few percent below ||Hess||; it scales a rounding-level gradient tolerance) instead of the dense spectrum
 POINT_DENSE_MAX = 100
-#: Default ``max_params`` of ``hessian_info``: no curvature above this P (the Lanczos vectors take
-#: (``curvature.LANCZOS_MAX_ITER`` + 1) P float64 numbers: 1.6 GB at this P)
-HESSIAN_MAX_PARAMS = 500_000
+#: Default ``max_params`` of ``hessian_info``: no curvature above this P. Below it the Lanczos steps are capped so
+#: that their vectors fit in the memory budget (``resources.lanczos_steps``: (k + 1) P float64 numbers)
+HESSIAN_MAX_PARAMS = 20_000_000
 
 
 def hessian_info(inst: Instance, x: torch.Tensor, max_params: int = HESSIAN_MAX_PARAMS,
@@ -53,9 +53,14 @@ def hessian_info(inst: Instance, x: torch.Tensor, max_params: int = HESSIAN_MAX_
     if x.numel() > max_params:
         return {"available": False, "reason": f"{x.numel()} parameters: above the curvature limit of {max_params}"}
     if x.numel() > dense_max:
-        from ncverify.numerics import curvature
+        from ncverify.numerics import curvature, resources
 
-        return curvature.transverse_curvature(inst, x.detach(), above_cutoff=True)
+        steps = resources.lanczos_steps(x.numel())
+        if steps < resources.MIN_LANCZOS_STEPS:
+            return {"available": False, "reason": f"{x.numel()} parameters: {steps} Lanczos vectors fit in the memory "
+                                                  f"budget of {resources.human(resources.memory_budget())} "
+                                                  f"(fewer than {resources.MIN_LANCZOS_STEPS})"}
+        return curvature.transverse_curvature(inst, x.detach(), above_cutoff=True, max_iter=steps)
     try:  # all P Hessian-vector products in one vectorized backward pass (about 10x faster than P passes)
         Hm = torch.autograd.functional.hessian(f, x.detach(), vectorize=True)
     except RuntimeError:  # a registered loss whose operations vmap does not support
@@ -94,12 +99,25 @@ def data_gradient_terms(inst: Instance, params: models.Params, Y: torch.Tensor) 
 
     The gradient itself can be 0 while these terms are not: at W = H = 0, b = 0 of cross-entropy with a
     bias, db = D 1 sums N entries (1/K - y_ki)/N that cancel exactly, and float64 leaves about 1e-17. A
-    tolerance built only from ||grad f|| and the penalty gradients would then be about 1e-30."""
+    tolerance built only from ||grad f|| and the penalty gradients would then be about 1e-30. Likewise D itself
+    can cancel (p_y - 1 when p_y is close to 1): for a registered loss with registered term magnitudes
+    (``losses.gradient_terms``) D is replaced by the larger of |D| and those terms (1/N included)."""
     with torch.no_grad():
         Z = models.forward(inst, params)
     Zr = Z.detach().clone().requires_grad_(True)
     with torch.enable_grad():
         (D,) = torch.autograd.grad(models.data_term(inst, Zr, Y), Zr)
+    if inst.loss not in losses.BUILTIN:  # a registered loss: the magnitudes of the terms D sums, when registered
+        with torch.no_grad():
+            T = losses.gradient_terms(inst.loss, Z, Y.argmax(dim=0))
+        if T is not None:
+            D = torch.maximum(D.abs(), T / Z.shape[1])
+    return _propagated(inst, params, D)
+
+
+def _propagated(inst: Instance, params: models.Params, D: torch.Tensor) -> float:
+    """|| |D| 1 ||_2 + ||D||_F (||A||_F + ||F||_F) for a K x N matrix D of logit-gradient terms (see
+    ``data_gradient_terms``)."""
     Ws = list(params.weights)
     if inst.activation is not None and inst.depth > 1:
         F = models.activation_fn(inst)(Ws[0] @ params.H)
@@ -110,13 +128,35 @@ def data_gradient_terms(inst: Instance, params: models.Params, Y: torch.Tensor) 
     return float(D.abs().sum(dim=1).norm() + D.norm() * (A_norm + F.norm()))
 
 
+def loss_rounding_terms(inst: Instance, params: models.Params, Y: torch.Tensor) -> float:
+    """For a registered loss (its formula is not known here): the rounding of its logit gradient that comes from
+    relative rounding of the logits it computes with. A relative error e_i z_i (|e_i| <= eps) of the logits the
+    loss sees (z, or z / T inside a temperature, ...) moves D = dL/dZ by Hess_Z L (e z), so its size is bounded by
+    E = |Hess_Z L| |Z| (per sample: |H_i| |z_i|, the K x K Hessian of that sample's loss, 1/N included; K
+    Hessian-vector products give every H_i's columns at once), propagated to the parameters like D:
+    || |E| 1 || + ||E|| (||A|| + ||F||). For cross-entropy with a temperature T this is about max|z|/T times
+    the data-gradient terms: the built-in factor 1 + max|z| (derived for log-softmax(z)) misses the 1/T."""
+    with torch.no_grad():
+        Z = models.forward(inst, params)
+    Zr = Z.detach().clone().requires_grad_(True)
+    E = torch.zeros_like(Z)
+    with torch.enable_grad():
+        (D,) = torch.autograd.grad(models.data_term(inst, Zr, Y), Zr, create_graph=True)
+        for c in range(inst.K):
+            V = torch.zeros_like(Z)
+            V[c] = 1.0
+            (Hc,) = torch.autograd.grad(D, Zr, grad_outputs=V, retain_graph=True)  # Hc[:, i] = H_i[:, c]
+            E = E + Hc.detach().abs() * Z[c].abs()[None, :]
+    return _propagated(inst, params, E)
+
+
 def evaluate_point(inst: Instance, point: dict) -> dict:
     """Objective, gradient norm, gradient scale and Hessian norm at a float64 point.
 
     ``point`` = {"weights": [W_1, ..., W_M], "H": H, "b": b or None} (numpy arrays, the
     ``Params.to_numpy`` layout). Returns {"objective": f(theta), "grad_norm": ||grad f(theta)||_2,
     "grad_scale": 2 ||grad pen|| + ||grad f|| + ``data_gradient_terms`` (pen = the penalty terms; times
-    1 + max|z| for non-MSE losses), "theta_norm": ||theta||_2, "hessian": ``hessian_info`` at theta (above
+    1 + max|z| for non-MSE losses; plus ``loss_rounding_terms`` for registered losses), "theta_norm": ||theta||_2, "hessian": ``hessian_info`` at theta (above
     ``POINT_DENSE_MAX`` only its "norm", from ``curvature.hessian_norm``), "scale": S =
     ``objective_scale``, "P": the number of parameters}.
     """
@@ -147,6 +187,8 @@ def evaluate_point(inst: Instance, point: dict) -> dict:
         # rounding error of about max|z| eps on top of the operations' own
         with torch.no_grad():
             grad_scale *= 1.0 + float(models.forward(inst, params).abs().max())
+        if inst.loss != "ce":  # a registered loss: its own rounding sensitivity (e.g. a temperature's 1/T)
+            grad_scale += loss_rounding_terms(inst, params, Y)
     return {"objective": float(val.detach()), "grad_norm": float(g.norm()), "grad_scale": grad_scale,
             "theta_norm": float(x.detach().norm()), "hessian": hess, "scale": objective_scale(inst, params),
             "P": x.numel()}

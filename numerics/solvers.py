@@ -110,8 +110,10 @@ class _Evaluator:
     """f and grad f on a flat vector, counting gradient evaluations, with a small cache of recent
     points so re-evaluating an already evaluated point (L-BFGS does that) costs nothing."""
 
-    def __init__(self, inst: Instance, x: torch.Tensor, cache: int = 32) -> None:
-        self.f = flat_objective(inst, labels(inst.counts, dtype=x.dtype, device=x.device))
+    def __init__(self, inst: Instance | None, x: torch.Tensor, cache: int = 32,
+                 f: Callable[[torch.Tensor], torch.Tensor] | None = None) -> None:
+        # f: any differentiable objective of the flat vector (default: the instance's full objective)
+        self.f = f if f is not None else flat_objective(inst, labels(inst.counts, dtype=x.dtype, device=x.device))
         self.evals = 0
         self._cache: list[tuple[torch.Tensor, float, torch.Tensor]] = []
         self._size = cache
@@ -236,8 +238,21 @@ def lbfgs(inst: Instance, params0: Params, max_iter: int = LBFGS_MAX_ITER, grad_
     t0 = time.perf_counter()
     cb = _wrap_callback(callback)
     x0, dev = _flat_start(inst, params0)
-    x = x0.clone().requires_grad_(True)
     ev = _Evaluator(inst, x0)
+    x, last_good, reason, message, it, hist = lbfgs_loop(ev, x0, max_iter=max_iter, grad_tol=grad_tol,
+                                                          history_size=history_size, record_every=record_every,
+                                                          callback=cb, polish=polish)
+    return _result(inst, x, last_good, reason, message, it, ev.evals, hist, seed, "lbfgs", dev, t0, start)
+
+
+def lbfgs_loop(ev: _Evaluator, x0: torch.Tensor, *, max_iter: int, grad_tol: float, history_size: int = LBFGS_HISTORY,
+               record_every: int = 1, callback=None, polish: bool = True):
+    """The two phases of ``lbfgs`` on the objective of ``ev`` from the flat point ``x0`` (any differentiable
+    objective of one vector: the full objective, or a reduced one, ``numerics.eliminated``). ``callback`` as
+    wrapped by ``_wrap_callback``. Returns (x, last_good = (point, f, ||grad||) or None, stop_reason, message,
+    iterations, history)."""
+    cb = callback
+    x = x0.clone().requires_grad_(True)
 
     def make_opt() -> torch.optim.LBFGS:
         return torch.optim.LBFGS([x], lr=1.0, max_iter=1, max_eval=40, tolerance_grad=0.0, tolerance_change=0.0,
@@ -276,7 +291,7 @@ def lbfgs(inst: Instance, params0: Params, max_iter: int = LBFGS_MAX_ITER, grad_
             else:
                 message = f"line search found no decrease at iteration {it} (||grad|| = {gn:.3g})"
                 if polish:
-                    last_good, it, reason, message = _newton_polish(inst, ev, last_good, it, max_iter, grad_tol,
+                    last_good, it, reason, message = _newton_polish(ev, last_good, it, max_iter, grad_tol,
                                                                    hist, record_every, cb)
                 break
         else:
@@ -294,10 +309,10 @@ def lbfgs(inst: Instance, params0: Params, max_iter: int = LBFGS_MAX_ITER, grad_
             break
         opt.step(closure)
         it += 1
-    return _result(inst, x.detach(), last_good, reason, message, it, ev.evals, hist, seed, "lbfgs", dev, t0, start)
+    return x.detach(), last_good, reason, message, it, hist
 
 
-def _newton_polish(inst: Instance, ev: _Evaluator, point: tuple[torch.Tensor, float, float], it: int, max_iter: int,
+def _newton_polish(ev: _Evaluator, point: tuple[torch.Tensor, float, float], it: int, max_iter: int,
                    grad_tol: float, hist: list[float], record_every: int, callback):
     """Phase 2 of ``lbfgs`` (see there). Returns (point, iterations, stop_reason, message)."""
     x, f0, gn = point

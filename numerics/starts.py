@@ -36,7 +36,7 @@ from typing import Callable, Sequence
 
 import torch
 
-from ncverify.numerics import batched, ce_lift, models, solvers
+from ncverify.numerics import batched, ce_lift, eliminated, models, solvers
 from ncverify.numerics.problem import Instance, InstanceError
 
 PORTFOLIO = ("std 0.1", "balanced", "low-rank", "std 1", "balanced", "low-rank", "std 0.01", "balanced")
@@ -195,12 +195,29 @@ def solve_instances(insts: Sequence[Instance], *, starts: int, seed: int, solver
                     max_iter: int | None = None, grad_tol: float | None = None, lr: float = 0.1, momentum: float = 0.9,
                     init_std: float | None = None, progress: Callable[[int, int], None] | None = None
                     ) -> list[solvers.MultiStartResult]:
-    """The portfolio's first ``starts`` starts of every instance, minimized in one batched call; one
-    ``MultiStartResult`` per instance (runs in start order, ``start`` = i, message ending "init <kind>")."""
+    """The portfolio's first ``starts`` starts of every instance, minimized in one batched call (with ``solver``
+    "lbfgs", the starts of large MSE instances, ``eliminated.eligible``, are minimized one at a time with H
+    eliminated, ``numerics.eliminated``); one ``MultiStartResult`` per instance (runs in start order, ``start`` = i,
+    message ending "init <kind>")."""
     _check(starts, seed, solver)
     problems = portfolio_problems(insts, starts=starts, seed=seed, device=device, init_std=init_std)
-    runs = batched.solve_problems(problems, solver=solver, device=device, max_iter=max_iter, grad_tol=grad_tol,
-                                  lr=lr, momentum=momentum, progress=progress)
+    # large MSE instances: H eliminated in closed form (numerics.eliminated), one start at a time; the rest batched
+    reduce = [i for i, pb in enumerate(problems) if solver == "lbfgs" and eliminated.eligible(pb.inst)]
+    rest = sorted(set(range(len(problems))) - set(reduce))
+    total = len(problems)
+    runs: list = [None] * total
+    if rest:
+        tick = None if progress is None else (lambda finished, _n: progress(finished, total))
+        for i, run in zip(rest, batched.solve_problems([problems[i] for i in rest], solver=solver, device=device,
+                                                       max_iter=max_iter, grad_tol=grad_tol, lr=lr, momentum=momentum,
+                                                       progress=tick)):
+            runs[i] = run
+    kw = {k: v for k, v in (("max_iter", max_iter), ("grad_tol", grad_tol)) if v is not None}
+    for j, i in enumerate(reduce):
+        pb = problems[i]
+        runs[i] = eliminated.solve(pb.inst, pb.params0, seed=pb.seed, start=pb.start, init=pb.kind, **kw)
+        if progress is not None:
+            progress(len(rest) + j + 1, total)
     S = int(starts)
     return [solvers.MultiStartResult(runs[k * S:(k + 1) * S]) for k in range(len(insts))]
 

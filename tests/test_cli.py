@@ -51,6 +51,16 @@ def test_solve_same_seed_same_numbers(capsys):
         (["solve", "--counts", "3,2", "--starts", "0"], "--starts must be >= 1"),
         (["solve", "--counts", "3,2", "--bogus"], "unrecognized arguments"),
         (["solve"], "give the class counts"),
+        (["solve", "--classes", "10", "--per-class", "500", "--width", "512", "--depth", "3", "--memory-budget", "1GB"],
+         "above the memory budget of 1 GB"),
+        (["check", "dang2023.mse-deep", "--classes", "10", "--per-class", "500", "--width", "512", "--depth", "3",
+          "--lam-w", "5e-4,5e-4,5e-4", "--lam-h", "5e-4", "--memory-budget", "2GB"], "3089408 parameters"),
+        (["check", "dang2023.mse-deep", "--classes", "4", "--per-class", "2", "--width", "4", "--depth", "2",
+          "--memory-budget", "lots"], "--memory-budget must be a size like 8GB"),
+        (["derive", "mse-deep", "--counts", "3,3", "--depth", "1000"], "beyond the command line's limit M <= 32"),
+        (["solve", "--classes", "3", "--per-class", "10000000"], "beyond the command line's limit"),
+        (["derive", "mse-deep-bias", "--bias", "--counts", ",".join(str(k) for k in range(1, 61))],
+         "at most K = 48 classes, got K = 60"),
     ],
 )
 def test_bad_input_is_one_line_exit_2(capsys, argv, fragment):

@@ -186,7 +186,7 @@ def test_version_prints_the_package_version_without_heavy_imports():
     (["solve", "--counts", "2,2", "--momentum", "1"], "--momentum must be in [0, 1)"),
     (["list", "--bogus"], "unrecognized arguments: --bogus (see `ncverify list --help`)"),
     (["check", *VERIFIED, "--max-iter", "3"], "unrecognized arguments: --max-iter 3 (see `ncverify check --help`)"),
-    (["solve", "--counts", "2,2", "--depth", "100000"], "beyond the command line's limit M <= 100"),
+    (["solve", "--counts", "2,2", "--depth", "100000"], "beyond the command line's limit M <= 32"),
     (["check", "tirer2022.mse-ufm", "--counts", "99999999999,99999999999"], "parameters"),
     (["solve", "--classes", "5000", "--per-class", "1"], "limit K <= 1000"),
     (["solve", "--counts", "2,2", "--width", "2.5"], "--width must be an integer, got '2.5'"),

@@ -99,6 +99,19 @@ def test_lanczos_mu_matches_dense_transverse_and_hessian_info(name):
     assert lan["hvps"] >= lan["iterations"] and lan["iterations"] <= lan["transverse_dim"]
 
 
+@pytest.mark.parametrize("name", ["mse-M2-imbalanced", "mse-M3-K4", "ce-M2", "identity-M2"])
+def test_orbit_left_to_the_cutoff_gives_the_dense_mu(name, monkeypatch):
+    """Above ``ORBIT_MAX_COEFFICIENTS`` the orbit is not projected out: its directions are zero modes by the cutoff
+    sqrt(eps) ||Hess|| (the dense ``hessian_info`` definition), and the smallest Ritz value above the cutoff is
+    followed. mu must then be the dense mu within the stopping rule (REL, as above)."""
+    inst, x = INSTANCES[name], _minimizer(name)
+    monkeypatch.setattr(cv, "ORBIT_MAX_COEFFICIENTS", 0)
+    lan = cv.transverse_curvature(inst, x, above_cutoff=True)
+    info = diagnostics.hessian_info(inst, x)
+    assert lan["orbit"] == "cutoff" and lan["zero_modes"] == 0 and lan["converged"] is True
+    assert lan["mu"] <= info["mu"] * (1 + REL) and abs(lan["mu"] - info["mu"]) <= REL * info["mu"]
+
+
 def test_zero_mode_counts_of_the_orbit():
     """dim T at the minimizers: d = K = 3, full rank: dim O(3) = 3 per interface (depth 1: 3, depth 3: 9);
     d = 4 > K = 3, depth 1, MSE: H has rank 3, and A H = 0, W A = 0 force A = 0: dim O(4) = 6; CE, no bias, depth 2,

@@ -93,6 +93,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="starts from the portfolio of numerics.starts (default 4, 6 for ReLU models)")
     c.add_argument("--seed", type=int, default=0)
     c.add_argument("--device", default="auto")
+    c.add_argument("--memory-budget", default=None, metavar="SIZE",
+                   help="refuse instances whose check needs more memory than this, e.g. 8GB (default: "
+                        "NCVERIFY_MEMORY_BUDGET, else half of this machine's memory)")
     c.add_argument("--theorems", help="load extra theorems from this Python file (defines THEOREMS)")
     c.add_argument("--expect", choices=["verified", "refuted", "inconclusive"], default=None,
                    help="for CI: exit 0 when the verdict is this one, 1 otherwise (without it: 0 verified, "

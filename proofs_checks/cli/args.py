@@ -111,7 +111,7 @@ def instance_from_args(args: argparse.Namespace, defaults: dict | None = None, n
 
 # sizes the command line accepts: beyond them a check or solve would run for hours or exhaust memory (a typo such
 # as --depth 100000 must not hang); the Python API has no such limits
-MAX_DEPTH = 100
+MAX_DEPTH = 32
 MAX_CLASSES = 1000
 MAX_PARAMETERS = 10_000_000
 

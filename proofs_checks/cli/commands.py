@@ -7,6 +7,7 @@ from typing import Any
 from ncverify.proofs_checks.cli.args import (check_device, check_out_dir, check_seed, check_solver_options,
                                              check_starts, instance_from_args, parse_ids)
 from ncverify.proofs_checks.cli.output import console, fmt, print_copyable, print_json, shorten
+from ncverify.numerics import resources
 from ncverify.proofs_checks.exitcodes import ExitCode, check_exit_code
 
 
@@ -23,6 +24,9 @@ def _add_solver_args(p: argparse.ArgumentParser) -> None:
     g.add_argument("--grad-tol", type=float, default=None, help="gradient-norm tolerance (solver default if unset)")
     g.add_argument("--lr", type=float, default=0.1, help="gd learning rate (default %(default)s)")
     g.add_argument("--momentum", type=float, default=0.9, help="gd momentum (default %(default)s)")
+    g.add_argument("--memory-budget", default=None, metavar="SIZE",
+                   help="refuse instances that need more memory than this, e.g. 8GB (default: NCVERIFY_MEMORY_BUDGET, "
+                        "else half of this machine's memory)")
     g.add_argument("--init-std", type=float, default=None,
                    help="every start Gaussian N(0, std^2) (the papers' protocol) instead of the start portfolio "
                         "(Gaussian at several scales, balanced spectral, low-rank; numerics.starts)")
@@ -136,6 +140,7 @@ def cmd_solve(args: argparse.Namespace) -> int:
 
     inst = instance_from_args(args)
     _check_solver_args(args)
+    resources.require_fits(inst, args.starts, args.memory_budget)
     out = run_solve(inst, args, Console(stderr=True))
     if args.json:
         print_json(out)
@@ -210,7 +215,7 @@ def cmd_check(args: argparse.Namespace) -> int:
     th.validate(inst)
     check_device(args.device)  # every argument before any work
     res = check(th, inst, solver=args.solver, starts=args.starts, seed=args.seed, device=args.device,
-                theorems_file=getattr(args, "theorems", None))
+                theorems_file=getattr(args, "theorems", None), memory_budget=args.memory_budget)
     code = check_exit_code(getattr(res.verdict, "value", res.verdict), args.expect)
     if args.json:
         print_json(res.to_json())

@@ -24,6 +24,9 @@ from ncverify.theory.phase import mse_phase_boundaries, mse_threshold_values, ms
 from ncverify.theory.prediction import Candidate, Exact, GramTarget, Prediction, SingularValues
 from ncverify.theory.solve import ModeSolution, solve_mse_mode, to_mpf
 
+#: the exact modes of mse-deep-bias with imbalanced classes are the real roots of a degree-K polynomial (CRootOf):
+#: about 7 s at K = 40 and 65 s at K = 60 on two cores, so larger K is refused with a clear error
+MAX_CENTERED_IMBALANCED_K = 48
 ROTATIONS = ("rotations: W_j -> Q_j W_j Q_{j-1}^T, W_M -> W_M Q_{M-1}^T, H -> Q_0 H with orthogonal Q_j "
              "(only invariants are determined)")
 
@@ -51,6 +54,10 @@ def check_mse(I: ExactInstance, fam: str, centered: bool) -> None:
             raise TheoryInputError("mse-deep-bias needs a last-layer bias (bias = True)")
         if I.lam_b != 0:
             raise TheoryInputError(f"mse-deep-bias needs an unregularized bias (lambda_b = 0), got lambda_b = {float(I.lam_b)}")
+        if len(set(I.counts)) > 1 and I.K > MAX_CENTERED_IMBALANCED_K:
+            raise TheoryInputError(
+                f"mse-deep-bias with imbalanced classes takes its modes exactly from the degree-K characteristic "
+                f"polynomial of diag(n) - n n^T/N: at most K = {MAX_CENTERED_IMBALANCED_K} classes, got K = {I.K}")
     elif I.bias:
         raise TheoryInputError("mse-deep is bias-free: the instance has a bias (use mse-deep-bias)")
 
