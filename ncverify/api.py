@@ -313,17 +313,20 @@ class SolveResult:
 def solve(inst: "Instance | None" = None, *, starts: int = 3, solver: str = "lbfgs", seed: int = 0,
           device: str = "auto", init_std: float | None = None, max_iter: int | None = None,
           grad_tol: float | None = None, lr: float = 0.1, momentum: float = 0.9,
-          progress: Callable[[int, int], None] | None = None, **instance_kw: Any) -> SolveResult:
+          progress: Callable[[int, int], None] | None = None, memory_budget: "str | int | None" = None,
+          **instance_kw: Any) -> SolveResult:
     """Numeric minimizers of the full objective from the first ``starts`` starts of the portfolio, solved in
     one batched call (start i uses seed ``seed + i``; same seed, same numbers). ``init_std``: every start
     Gaussian N(0, init_std^2) (the papers' protocol); ``solver`` "gd" is the papers' momentum gradient descent
-    (``lr``, ``momentum``); ``progress(done, total)``. Raises ``UsageError`` when every start diverges."""
-    from ncverify.numerics import metrics, starts as S
+    (``lr``, ``momentum``); ``progress(done, total)``; ``memory_budget`` as in ``check``. Raises ``UsageError``
+    when every start diverges."""
+    from ncverify.numerics import metrics, resources, starts as S
     from ncverify.proofs_checks.errors import UsageError
 
     inst = _instance_for(None, inst, dict(instance_kw))
     check_solver_options(starts=starts, seed=seed, solver=solver, lr=lr, momentum=momentum, init_std=init_std,
                          grad_tol=grad_tol, max_iter=max_iter)
+    resources.require_fits(inst, starts, memory_budget)
     res = S.multistart(inst, solver=solver, starts=starts, seed=seed, device=device, init_std=init_std,
                        max_iter=max_iter, grad_tol=grad_tol, lr=lr, momentum=momentum, progress=progress)
     best = res.best

@@ -106,6 +106,13 @@ def test_oversize_instances_are_refused_with_both_sizes(monkeypatch):
         resources.require_fits(inst, 3, "1GB")
     msg = str(err.value)
     assert "\n" not in msg and "3089408 parameters" in msg and "1 GB" in msg and "--memory-budget" in msg
+    from ncverify import api  # the Python API refuses it the same way, before any work
+
+    big = dict(classes=10, per_class=500, width=512, depth=3, lam_w=[5e-4] * 3, lam_h=5e-4)
+    with pytest.raises(resources.MemoryBudgetError):
+        api.solve(memory_budget="1GB", **big)
+    with pytest.raises(resources.MemoryBudgetError):
+        api.check("dang2023.mse-deep", memory_budget=10 ** 9, **big)
     monkeypatch.setenv(resources.ENV, "2GB")
     assert resources.memory_budget() == 2 * 10 ** 9
     with pytest.raises(resources.MemoryBudgetError):
