@@ -191,11 +191,12 @@ class LossVariant:
 
     def _gradient_terms(self, Z, y, params: dict):
         """K x B: sum over the additive terms t of dl(z_i, y_i)/dz_c of |t(z_i)| (``numerics.losses.gradient_terms``),
-        from the SymPy loss: the derivative is expanded into its terms, each bridged to torch."""
+        from the SymPy loss: differentiated once per K with the parameters as symbols, each top-level term bridged
+        to torch with the parameters as extra rows of the logit matrix (so no SymPy work per instance)."""
         import torch
 
         K = Z.shape[0]
-        fns = _terms_cache(self, K, tuple(sorted(params.items())))
+        fns = _terms_cache(self, K)
         if fns is None:  # a derivative the bridge cannot translate: no terms (the caller keeps |dL/dZ|)
             return None
         out = torch.zeros_like(Z)
@@ -203,7 +204,10 @@ class LossVariant:
             idx = (y == k).nonzero().view(-1)
             if idx.numel():
                 Zk = Z[:, idx]
-                rows = [sum((f(Zk).abs() for f in fns[k][c]), torch.zeros(idx.numel(), dtype=Z.dtype, device=Z.device))
+                extra = [torch.full((1, idx.numel()), float(params[p.name]), dtype=Z.dtype, device=Z.device)
+                         for p in self.params]
+                Za = torch.cat([Zk, *extra]) if extra else Zk
+                rows = [sum((f(Za).abs() for f in fns[k][c]), torch.zeros(idx.numel(), dtype=Z.dtype, device=Z.device))
                         for c in range(K)]
                 out[:, idx] = torch.stack(rows)
         return out
@@ -264,10 +268,11 @@ def _bridge_cache(variant: LossVariant, K: int, params: tuple) -> list[Callable]
 _TERMS: dict = {}
 
 
-def _terms_cache(variant: LossVariant, K: int, params: tuple) -> list[list[list[Callable]]] | None:
-    """[y][c] -> torch functions of the top-level additive terms of d l(z, y) / d z_c, for K classes (None when
-    the bridge cannot translate a derivative, e.g. the Heaviside of a max)."""
-    key = (id(variant), K, params)
+def _terms_cache(variant: LossVariant, K: int) -> list[list[list[Callable]]] | None:
+    """[y][c] -> torch functions (of the logits with the parameters as extra rows, in ``variant.params`` order) of
+    the top-level additive terms of d l(z, y) / d z_c, for K classes; None when the loss cannot be differentiated
+    with symbolic parameters or the bridge cannot translate a term (e.g. the Heaviside of a max)."""
+    key = (id(variant), K)
     if key not in _TERMS:
         import sympy as sp
 
@@ -275,35 +280,18 @@ def _terms_cache(variant: LossVariant, K: int, params: tuple) -> list[list[list[
         from ncverify.theory.families.etf_margin import logit_symbols
 
         z = list(logit_symbols(K))
+        psyms = [sp.Symbol(p.name, real=True) for p in variant.params]
         out: list | None = []
         try:
-            sub = {sp.Symbol(name, real=True): exact_param(v) for name, v in params}
-            for per_c in _derivative_terms(variant, K):
-                out.append([[sympy_to_torch(t.xreplace(sub), z) for t in terms] for terms in per_c])
+            exprs = [sp.sympify(variant.sympy_loss(logit_symbols(K), y, K, **dict(zip((p.name for p in variant.params),
+                                                                                     psyms)))) for y in range(K)]
+            for e in exprs:
+                out.append([[sympy_to_torch(t, z + psyms) for t in sp.Add.make_args(sp.diff(e, z[c])) if t != 0]
+                            for c in range(K)])
         except (BridgeError, TypeError, ValueError):  # untranslatable, or a loss that needs numeric parameters
             out = None
         _TERMS[key] = out
     return _TERMS[key]
-
-
-_DERIVATIVES: dict = {}
-
-
-def _derivative_terms(variant: LossVariant, K: int) -> list[list[list[Any]]]:
-    """[y][c] -> the top-level additive terms of d l(z, y) / d z_c with the loss parameters as real symbols (named
-    like the parameters): differentiated once per K, the values are substituted per instance."""
-    key = (id(variant), K)
-    if key not in _DERIVATIVES:
-        import sympy as sp
-
-        from ncverify.theory.families.etf_margin import logit_symbols
-
-        z = logit_symbols(K)
-        kw = {p.name: sp.Symbol(p.name, real=True) for p in variant.params}
-        exprs = [sp.sympify(variant.sympy_loss(z, y, K, **kw)) for y in range(K)]
-        _DERIVATIVES[key] = [[[t for t in sp.Add.make_args(sp.diff(e, z[c])) if t != 0] for c in range(K)]
-                             for e in exprs]
-    return _DERIVATIVES[key]
 
 
 def _sympy_value(expr: Any, z: Any, values: np.ndarray) -> float:
