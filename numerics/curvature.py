@@ -448,7 +448,9 @@ def transverse_curvature(inst: Instance, x: torch.Tensor, *, seed: int = 0, max_
     (+1 for the bias shift with lambda_b = 0); > dim T when some are not numerically null (x is not critical
     enough for them, the factors are at rounding level, or the loss is not shift invariant),
     "transverse_dim": P - dim T, "iterations": k, "hvps": Hessian-vector products used (probe included),
-    "converged": whether the tolerance was met (if not, mu is still the conservative max(theta - r, 0))},
+    "converged": whether the tolerance was met (if not, mu is still the conservative max(theta - r, 0)),
+    "orbit": "projected", or "cutoff" when the symmetry basis has more than ``ORBIT_MAX_COEFFICIENTS`` coefficients
+    (the orbit is then left to the zero-mode cutoff), "orbit_coefficients": that basis size},
     plus "vector": y (unit, in T-perp, on x's device) when ``return_vector``.
     """
     x = _check_x(inst, x)
@@ -527,7 +529,7 @@ def transverse_curvature(inst: Instance, x: torch.Tensor, *, seed: int = 0, max_
     out = {"available": True, "method": "lanczos", "norm": norm, "min_eig": lowest, "cutoff": cutoff, "mu": mu,
            "mu_ritz": theta, "mu_residual": r_true, "zero_modes": ts.dim, "tangent_rank": ts.candidates,
            "transverse_dim": n_perp, "iterations": k, "hvps": hvp.count, "converged": converged,
-           "orbit": ts.orbit}
+           "orbit": ts.orbit, "orbit_coefficients": ts.orbit_coefficients}
     if above_cutoff:
         out["flat_ritz"] = flat
     if return_vector:

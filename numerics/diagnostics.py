@@ -102,17 +102,24 @@ def data_gradient_terms(inst: Instance, params: models.Params, Y: torch.Tensor) 
     tolerance built only from ||grad f|| and the penalty gradients would then be about 1e-30. Likewise D itself
     can cancel (p_y - 1 when p_y is close to 1): for a registered loss with registered term magnitudes
     (``losses.gradient_terms``) D is replaced by the larger of |D| and those terms (1/N included)."""
-    with torch.no_grad():
-        Z = models.forward(inst, params)
-    Zr = Z.detach().clone().requires_grad_(True)
-    with torch.enable_grad():
-        (D,) = torch.autograd.grad(models.data_term(inst, Zr, Y), Zr)
+    Z, _, D = _logit_gradient(inst, params, Y)
     if inst.loss not in losses.BUILTIN:  # a registered loss: the magnitudes of the terms D sums, when registered
         with torch.no_grad():
             T = losses.gradient_terms(inst.loss, Z, Y.argmax(dim=0))
         if T is not None:
             D = torch.maximum(D.abs(), T / Z.shape[1])
     return _propagated(inst, params, D)
+
+
+def _logit_gradient(inst: Instance, params: models.Params, Y: torch.Tensor, create_graph: bool = False
+                    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """(Z, Z with grad, D = dL/dZ) at ``params``; ``create_graph`` keeps D differentiable in Z."""
+    with torch.no_grad():
+        Z = models.forward(inst, params)
+    Zr = Z.detach().clone().requires_grad_(True)
+    with torch.enable_grad():
+        (D,) = torch.autograd.grad(models.data_term(inst, Zr, Y), Zr, create_graph=create_graph)
+    return Z, Zr, D
 
 
 def _propagated(inst: Instance, params: models.Params, D: torch.Tensor) -> float:
@@ -136,12 +143,9 @@ def loss_rounding_terms(inst: Instance, params: models.Params, Y: torch.Tensor) 
     Hessian-vector products give every H_i's columns at once), propagated to the parameters like D:
     || |E| 1 || + ||E|| (||A|| + ||F||). For cross-entropy with a temperature T this is about max|z|/T times
     the data-gradient terms: the built-in factor 1 + max|z| (derived for log-softmax(z)) misses the 1/T."""
-    with torch.no_grad():
-        Z = models.forward(inst, params)
-    Zr = Z.detach().clone().requires_grad_(True)
+    Z, Zr, D = _logit_gradient(inst, params, Y, create_graph=True)
     E = torch.zeros_like(Z)
     with torch.enable_grad():
-        (D,) = torch.autograd.grad(models.data_term(inst, Zr, Y), Zr, create_graph=True)
         for c in range(inst.K):
             V = torch.zeros_like(Z)
             V[c] = 1.0

@@ -118,15 +118,6 @@ def lift(inst: Instance, x: torch.Tensor) -> Params:
     return Params([w.clone() for w in Ws], H.contiguous(), None if b is None else b.clone())
 
 
-def full_gradient_norm(inst: Instance, params: Params) -> tuple[float, float]:
-    """(f, ||grad f||_2) of the full objective at ``params``."""
-    x = params.flatten().detach().clone().requires_grad_(True)
-    Y = models.labels(inst.counts, dtype=x.dtype, device=x.device)
-    val = models.flat_objective(inst, Y)(x)
-    (g,) = torch.autograd.grad(val, x)
-    return float(val.detach()), float(torch.linalg.vector_norm(g))
-
-
 def solve(inst: Instance, params0: Params, *, max_iter: int = solvers.LBFGS_MAX_ITER,
           grad_tol: float = solvers.LBFGS_GRAD_TOL, seed: int | None = None, start: int = 0,
           init: str = "") -> solvers.RunResult:
@@ -145,7 +136,9 @@ def solve(inst: Instance, params0: Params, *, max_iter: int = solvers.LBFGS_MAX_
                                  device=str(x0.device), seconds=time.perf_counter() - t0, start=start,
                                  message="features eliminated: the reduced objective was not finite", init=init)
     params = lift(inst, last_good[0])
-    fv, gn = full_gradient_norm(inst, params)
+    xf = params.flatten()
+    fv, g = solvers._Evaluator(inst, xf)(xf)  # the full objective and its gradient at the lifted point
+    gn = float(torch.linalg.vector_norm(g))
     note = (f"features eliminated (H = W^T (W W^T + N lambda_H I)^-1 (Y - b 1^T)): {it} reduced iterations, "
             f"reduced ||grad|| {last_good[2]:.3g}, full ||grad|| {gn:.3g} at the lifted point")
     if gn <= grad_tol:
@@ -160,8 +153,6 @@ def solve(inst: Instance, params0: Params, *, max_iter: int = solvers.LBFGS_MAX_
         reason = "converged" if gn <= grad_tol else "budget"
     else:
         reason = "diverged"
-    with torch.no_grad():
-        fv = float(models.objective(inst, params))
     return solvers.RunResult(params=params.detach(), objective=fv, stop_reason=reason, iterations=it, grad_evals=evals,
                              grad_norm=gn, history=hist, seed=seed, solver="lbfgs", device=str(x0.device),
                              seconds=time.perf_counter() - t0, start=start,
