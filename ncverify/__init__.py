@@ -12,10 +12,12 @@ The public Python API (the command line's operations; nothing heavy is imported 
     s = nv.solve(counts=[3, 2], depth=2, starts=4)  # numeric minimizers and NC metrics
     t = nv.search("tirer2022.mse-ufm", budget="quick")   # theorem-level verdict over its domain
     mine = nv.load_theorems("mine.py")             # a user's theorem file (THEOREMS = [...])
+    w = nv.sweep("dang2023.mse-deep", ["lam-h=10:200:log:24"], classes=2, per_class=2, depth=2, lam_w=1e-2)
     m = nv.measure(features, labels, weights=W)     # NC metrics of a trained network's features
     nv.compare(m, "tirer2022.mse-ufm", lam_w=5e-4, lam_h=5e-4)   # measured vs derived geometry
 
-Also: ``nv.instance`` (a validated instance), ``nv.run`` (the whole catalogue and the report), ``nv.lemmas``,
+Also: ``nv.instance`` (a validated instance), ``nv.run`` (the whole catalogue and the report; ``workers=`` /
+``scheduler=`` for Dask), ``nv.sweep`` (a phase diagram: verdicts over a parameter grid), ``nv.lemmas``,
 ``nv.families``, ``nv.render_text``; ``ncverify.strategies`` (Hypothesis strategies of every theorem's domain),
 ``ncverify.testing`` (assertions and Hypothesis settings for researchers' own tests; the pytest plugin
 ``ncverify.pytest_plugin`` is installed with the package); loss variants: ``nv.LossVariant``, ``nv.Param``,
@@ -44,7 +46,7 @@ if not os.path.isdir(os.path.join(_HERE, "theory")) and all(
 _LAZY: dict[str, tuple[str, str]] = {
     **{name: ("ncverify.api", name) for name in (
         "theorems", "get_theorem", "load_theorems", "instance", "check", "search", "run", "derive", "families",
-        "render_text", "render_json", "solve", "SolveResult", "lemmas")},
+        "render_text", "render_json", "solve", "SolveResult", "lemmas", "sweep")},
     "measure": ("ncverify.proofs_checks.measure", "measure"),
     "compare": ("ncverify.api", "compare"),
     "Instance": ("ncverify.numerics.problem", "Instance"),

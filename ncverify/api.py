@@ -163,20 +163,27 @@ def search(theorem: "str | Theorem", *, budget: str = "default", seed: int = 0, 
     next to the theorem's assumptions), ``.to_json()``."""
     from ncverify.proofs_checks.search import Budget, search_theorem
 
+    from ncverify.proofs_checks.distributed import task_context
+
     th = get_theorem(theorem, theorems_file=theorems_file)
     b = Budget.of(budget)
     check_solver_options(starts=1, seed=seed, solver=solver)
-    return search_theorem(th, b, seed=seed, solver=solver, progress=progress)
+    with task_context():  # as a task of ``run``: the same numbers as the run's result for this theorem
+        return search_theorem(th, b, seed=seed, solver=solver, progress=progress)
 
 
 def run(*, budget: str = "default", out: str | Path | None = None, seed: int = 0, solver: str = "lbfgs",
         only: Sequence[str] | None = None, theorems_file: str | Path | None = None, lemmas: bool = True,
-        figures: bool = True, progress: Callable[[str, str, int, int], None] | None = None) -> dict:
+        figures: bool = True, progress: Callable[[str, str, int, int], None] | None = None,
+        workers: int | None = None, scheduler: str | None = None) -> dict:
     """The whole catalogue (``ncverify run``): every theorem (or those in ``only``, their mutants included) and
     the mutants, plus the lemmas; returns the results.json structure and writes the report to ``out`` when
     given (``report.md``, ``results.json``, ``figures/`` unless ``figures=False``, written atomically). A verdict
     that differs from the record is listed in ``result["changed_verdicts"]``. ``progress(phase, message, done,
-    total)`` is called through every phase (theorems, mutants, lemmas, figures, writing)."""
+    total)`` is called through every phase (theorems, mutants, lemmas, figures, writing). ``workers`` (a local
+    Dask cluster of that many processes) or ``scheduler`` (an existing Dask scheduler's address): run the theorems,
+    mutants and lemmas as Dask tasks (``pip install 'ncverify[dask]'``); the results are the same as in-process."""
+    from ncverify.proofs_checks import distributed
     from ncverify.proofs_checks.catalogue import select_only
     from ncverify.proofs_checks.errors import UsageError
     from ncverify.proofs_checks.report import command_line, run_catalogue, write_report
@@ -184,6 +191,9 @@ def run(*, budget: str = "default", out: str | Path | None = None, seed: int = 0
 
     b = Budget.of(budget)
     check_solver_options(starts=1, seed=seed, solver=solver)
+    distributed.check_workers(workers, scheduler)
+    if workers is not None or scheduler is not None:
+        distributed.require_dask()
     if out is not None:  # the report directory must be writable before any work
         from ncverify.proofs_checks.cli.args import check_out_dir
 
@@ -199,11 +209,60 @@ def run(*, budget: str = "default", out: str | Path | None = None, seed: int = 0
     command = command_line(SimpleNamespace(budget=budget, seed=seed, solver=solver, theorems=theorems_file,
                                            only=None if only is None else ",".join(only), out=out,
                                            no_figures=not figures, no_lemmas=not lemmas))
-    data = run_catalogue(ths, muts, b, seed=seed, solver=solver, progress=progress, lemmas=lemmas, command=command,
-                         theorems_file=None if theorems_file is None else str(theorems_file))
+    with distributed.executor(workers, scheduler) as ex:
+        data = run_catalogue(ths, muts, b, seed=seed, solver=solver, progress=progress, lemmas=lemmas,
+                             command=command, theorems_file=None if theorems_file is None else str(theorems_file),
+                             executor=ex)
     if out is not None:
         write_report(data, Path(out), figures=figures, seed=seed, progress=progress, theorems=ths + muts)
     return {k: v for k, v in data.items() if not k.startswith("_")}
+
+
+def sweep(theorem: "str | Theorem", grid: Sequence[str], *, out: str | Path = "ncverify-sweep",
+          starts: int | None = None, seed: int = 0, solver: str = "lbfgs", batch: int | None = None,
+          theorems_file: str | Path | None = None, figure: bool = True, workers: int | None = None,
+          scheduler: str | None = None, memory_budget: "str | int | None" = None,
+          progress: Callable[[str, int, int], None] | None = None, **instance_kw: Any) -> dict:
+    """``ncverify sweep``: the verdict and derived quantities of ``theorem`` on every point of a grid of one or two
+    parameters (``grid``: axis specs such as "lam-h=1e-4:1e-1:log:40", "depth=1..6", "width=4,8,16"; see
+    ``proofs_checks.sweep``), every other instance flag fixed by ``instance_kw`` (as ``instance``: counts or
+    classes/per_class, width, depth, lam_w, lam_h, lam_b, bias, loss, activation; the theorem's implied flags
+    filled in). Each point is checked as ``check`` would (the same ``seed`` and ``starts`` everywhere), ``batch``
+    points per task (one batched solve). Writes ``out``/sweep.json, ``out``/phase_diagram.png (``figure``) and
+    the resumable ``out``/points.jsonl: called again with the same ``out`` and settings, it skips finished points.
+    ``workers`` / ``scheduler``: as for ``run``. ``progress(message, points done, points)``. Returns the sweep.json
+    structure: "points" (each: "values", "instance", "verdict", "reason", "derived", "claimed", "numeric",
+    "boundaries", "worst", "reproduce"), "verdicts" (counts), "resumed", "figure"."""
+    from ncverify.proofs_checks import distributed
+    from ncverify.proofs_checks.errors import UsageError
+    from ncverify.proofs_checks.sweep import DEFAULT_BATCH, make_spec, run_sweep
+
+    th = get_theorem(theorem, theorems_file=theorems_file)
+    if isinstance(grid, str):
+        raise UsageError("grid must be a list of axis specs, e.g. ['lam-h=1e-4:1e-1:log:40'], not a string")
+    unknown = sorted(set(instance_kw) - set(_INSTANCE_KEYS))
+    if unknown:
+        raise UsageError(f"unknown instance keyword(s) {', '.join(unknown)}; known: {', '.join(_INSTANCE_KEYS)}")
+    flags = {k: _flag_text(v) for k, v in instance_kw.items()}
+    flags["bias"] = bool(instance_kw.get("bias", False))
+    spec = make_spec(th, flags, list(grid), starts=starts, seed=seed, solver=solver,
+                     batch=DEFAULT_BATCH if batch is None else batch,
+                     theorems_file=None if theorems_file is None else str(theorems_file))
+    distributed.check_workers(workers, scheduler)
+    if workers is not None or scheduler is not None:
+        distributed.require_dask()
+    with distributed.executor(workers, scheduler) as ex:
+        return run_sweep(spec, th, Path(out), executor=ex, figure=figure, memory_budget=memory_budget,
+                         progress=progress)
+
+
+def _flag_text(v: Any) -> Any:
+    """An instance keyword as its command-line text (lists comma-separated; None stays None)."""
+    if v is None or isinstance(v, bool):
+        return v
+    if isinstance(v, (list, tuple)):
+        return ",".join(repr(x) if isinstance(x, float) else str(x) for x in v)
+    return repr(v) if isinstance(v, float) else str(v)
 
 
 # ---------------------------------------------------------------------------------------------

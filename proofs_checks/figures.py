@@ -6,6 +6,8 @@
   measured against the Gram matrix the theorem's own prediction states for that instance (``nc2_target``);
 * ``phase_diagram.png`` (when ``dang2023.mse-deep`` ran): its derived boundaries with numeric verdicts;
 * ``ce_geometry_phases.png`` (when a deep CE theorem ran): the recorded deep CE phase table;
+* ``phase_diagram.png`` of ``ncverify sweep`` (``sweep_figure``): any theorem's numeric verdicts on a grid of one
+  or two parameters, with the derived boundaries drawn over them;
 * ``figures.json``: the numbers each figure plots (the curves, their NC2 targets, the singular-value pairs).
 
 Theorems are looked up in the catalogue the run used (``theorems`` or the run's result objects), never only in
@@ -22,6 +24,7 @@ from typing import Any, Callable, Iterable, Sequence
 
 import matplotlib
 import matplotlib.patches  # noqa: F401  (legend patches)
+import matplotlib.ticker  # noqa: F401  (integer axes)
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
@@ -498,6 +501,81 @@ def phase_diagram_figure(path: Path, seed: int = 0, points: int = 10) -> str | N
     ax.set_xlabel("lambda_H (K = 2, n = 2, M = 2, d = 2, lambda_W = 1e-2)")
     ax.set_ylabel("sigma(W) of each class")
     ax.set_title("dang2023.mse-deep: phase boundaries (dotted) and verdicts", fontsize=10)
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return str(path)
+
+
+def sweep_figure(data: dict, path: Path) -> str | None:
+    """The phase diagram of an ``ncverify sweep`` (``proofs_checks.sweep``): the numeric verdict of every grid point
+    with the derived phase boundaries drawn over them. One axis: the derived, claimed and numeric sigma_1(W) along
+    it, boundaries as vertical lines. Two axes: the verdicts on the grid, and on each row the derived boundaries of
+    the first axis's parameter (lam-h or lam-b) as ticks (else those of the second axis's parameter)."""
+    spec, points = data["spec"], data["points"]
+    axes = spec["axes"]
+    if not points:
+        return None
+    param = {"lam-h": "lam_h", "lam-b": "lam_b"}
+    title = f"{spec['theorem']}: numeric verdicts and derived boundaries ({len(points)} points)"
+    fig, ax = plt.subplots(figsize=(7.5, 4.6))
+    first = lambda v: None if not v else float(v[0])  # noqa: E731
+    if len(axes) == 1:
+        a = axes[0]
+        xs = [p["values"][a["name"]] for p in points]
+        for key, style, label in (("derived", "-", "derived sigma_1(W)"), ("claimed", "--", "claimed sigma_1(W)")):
+            ys = [first(p[key]["sigma_W"]) for p in points]
+            if any(y is not None for y in ys):
+                ax.plot(xs, [math.nan if y is None else y for y in ys], style, color="k" if key == "derived"
+                        else "tab:blue", label=label)
+        for v, col in COLORS.items():
+            sel = [(x, first(p["numeric"]["sigma_W"])) for x, p in zip(xs, points) if p["verdict"] == v]
+            sel = [(x, y) for x, y in sel if y is not None]
+            ax.scatter([x for x, _ in sel], [y for _, y in sel], color=col, s=22, zorder=3,
+                       label=f"numeric sigma_1(W), verdict {v} ({sum(p['verdict'] == v for p in points)})")
+        key = param.get(a["name"])
+        crit = sorted({c for p in points for c in (p["boundaries"].get(key, []) if key else [])
+                       if min(xs) <= c <= max(xs)})
+        for c in crit:
+            ax.axvline(c, color="0.5", ls=":")
+            ax.text(c, 0.02, f" {c:.4g}", transform=ax.get_xaxis_transform(), fontsize=7, color="0.3")
+        ax.set_xlabel(a["name"] + ("" if not crit else " (dotted: derived phase boundaries)"))
+        ax.set_ylabel("largest singular value of W = W_M...W_1")
+        if a["log"]:
+            ax.set_xscale("log")
+    else:
+        a, b = axes
+        xs = [p["values"][a["name"]] for p in points]
+        ys = [p["values"][b["name"]] for p in points]
+        for v, col in COLORS.items():
+            sel = [(x, y) for x, y, p in zip(xs, ys, points) if p["verdict"] == v]
+            ax.scatter([x for x, _ in sel], [y for _, y in sel], color=col, s=18, marker="s", zorder=3,
+                       label=f"verdict {v} ({len(sel)})")
+        for along, across, mark in ((a, b, "|"), (b, a, "_")):  # one axis's parameter's boundaries, per row
+            key = param.get(along["name"])
+            if key is None:
+                continue
+            lo, hi = min(along["values"]), max(along["values"])
+            rows = {p["values"][across["name"]]: p["boundaries"].get(key, []) for p in points}
+            pts = [(c, r) for r, cs in rows.items() for c in cs if lo <= c <= hi]
+            if along is not a:
+                pts = [(r, c) for c, r in pts]
+            ax.scatter([q[0] for q in pts], [q[1] for q in pts], marker=mark, s=400, color="k", linewidths=2,
+                       zorder=4, label=f"derived boundary in {along['name']} ({len(pts)})")
+            break
+        ax.set_xlabel(a["name"])
+        ax.set_ylabel(b["name"])
+        for axis, which in ((a, ax.xaxis), (b, ax.yaxis)):
+            if all(isinstance(v, int) for v in axis["values"]):
+                which.set_major_locator(matplotlib.ticker.MaxNLocator(integer=True))
+        if a["log"]:
+            ax.set_xscale("log")
+        if b["log"]:
+            ax.set_yscale("log")
+    fixed = ", ".join(f"{k.replace('_', '-')} {v}" for k, v in spec["flags"].items()
+                      if v not in (None, False) and k.replace("_", "-") not in [x["name"] for x in axes])
+    ax.set_title(textwrap.fill(title, 90) + ("\n" + textwrap.fill(fixed, 100) if fixed else ""), fontsize=8)
     ax.legend(fontsize=7)
     fig.tight_layout()
     fig.savefig(path, dpi=110)

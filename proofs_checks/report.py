@@ -16,7 +16,8 @@ results.json keys (schema_version 1; the number changes only when a key is remov
   package's repository when it is a git checkout, else null), commit_dirty (tracked files modified; null
   without git), created (UTC, ISO 8601), command (the command line that reproduces the run, or null), python,
   platform, versions ({"torch", "sympy", "mpmath", "numpy", "hypothesis", "matplotlib"}: installed versions),
-  budget, seed, solver, seconds,
+  budget, seed, solver, seconds, executor ("in-process", "local Dask cluster (N workers)" or "Dask scheduler
+  ADDRESS": where the tasks ran; the results do not depend on it),
   theorems: [{id, title, source, provenance, verdict, expected_verdict, matches_record, reason, instances_tried,
               numeric_checks, coverage {numeric, searched: {instances, K, depth, width, per_class, imbalance,
               lambda ([min, max] each), loss, bias} | null, assumptions: [str]},
@@ -63,7 +64,7 @@ RunProgress = Callable[[str, str, int, int], None]
 # ---------------------------------------------------------------------------------------------
 def run_catalogue(theorems: list[Theorem], mutants: list[Theorem], budget: Budget, seed: int = 0,
                   solver: str = "lbfgs", progress: RunProgress | None = None, lemmas: bool = True,
-                  command: str | None = None, theorems_file: str | None = None) -> dict:
+                  command: str | None = None, theorems_file: str | None = None, executor: Any = None) -> dict:
     """Theorem-level verdicts for every theorem and mutant; returns the results.json structure (plus the result
     objects under "_objects", never written).
 
@@ -71,28 +72,63 @@ def run_catalogue(theorems: list[Theorem], mutants: list[Theorem], budget: Budge
     seed): keys "lemmas", "wrong_lemmas", "lemma_findings"; lemma verdict changes are added to
     "changed_verdicts" as "lemma:<id>". command: the command line recorded in results.json. theorems_file: the
     ``--theorems`` file the user theorems came from (their reproduce commands then name it).
-    progress(phase, message, done, total) is called at every step of the phases theorems, mutants, lemmas."""
+    progress(phase, message, done, total) is called at every step of the phases theorems, mutants, lemmas.
+    executor: where the tasks run (``distributed.executor``; default in this process, in order). Each theorem,
+    mutant and lemma is one task; the results are gathered in catalogue order, so the structure is the same
+    wherever the tasks ran (only the "seconds" differ)."""
+    from ncverify.proofs_checks import distributed
+    from ncverify.proofs_checks.lemmas import by_lemma_id, select, summarize
+
     t0 = time.perf_counter()
     say = progress or (lambda phase, msg, i, n: None)
-    results: list[TheoremResult] = []
-    for phase, todo in (("theorems", list(theorems)), ("mutants", list(mutants))):
-        for i, th in enumerate(todo):
-            say(phase, th.id, i, len(todo))
-            results.append(search_theorem(th, budget, seed=seed, solver=solver,
-                                          progress=lambda msg, i=i, n=len(todo), ph=phase: say(ph, msg, i, n)))
-        say(phase, "done", len(todo), len(todo))
+    ex = executor if executor is not None else distributed.InProcess()
+    user = _user_ids(theorems + mutants) if theorems_file else set()
+    source = distributed.theorems_source(theorems_file) if user else None
+    distributed.remember_loaded(source, theorems + mutants)
+    todo_lemmas = select(None, [t.id for t in theorems]) if lemmas else []
+    phases = [("theorems", len(theorems)), ("mutants", len(mutants)), ("lemmas", len(todo_lemmas))]
+    tasks: list[tuple[str, tuple]] = (
+        [("theorems", (_theorem_task, (t.id, source if t.id in user else None, budget.name, seed, solver)))
+         for t in theorems]
+        + [("mutants", (_theorem_task, (t.id, source if t.id in user else None, budget.name, seed, solver)))
+           for t in mutants]
+        + [("lemmas", (_lemma_task, (lm.id, budget.name, seed))) for lm in todo_lemmas])
+    first = {ph: sum(n for _, n in phases[:k]) for k, (ph, _) in enumerate(phases)}
+    names = [t.id for t in theorems + mutants] + [f"lemma {lm.id}" for lm in todo_lemmas]
+    total = dict(phases)
+    done = {ph: 0 for ph in total}
+    out: list[Any] = [None] * len(tasks)
+
+    def step(i: int, msg: str) -> None:  # in-process: a task starts (msg = its name), then its inner steps
+        ph = tasks[i][0]
+        say(ph, msg, i - first[ph], total[ph])
+
+    for ph, n in phases:
+        if n and not isinstance(ex, distributed.InProcess):
+            say(ph, f"{n} tasks on the {ex.description}", 0, n)
+    for i, res in ex.map([task for _, task in tasks], names=names, progress=step):
+        ph = tasks[i][0]
+        out[i] = res
+        done[ph] += 1
+        say(ph, "done" if done[ph] == total[ph] else f"{names[i]} done", done[ph], total[ph])
+    for ph, n in phases[:2]:
+        if not n:
+            say(ph, "done", 0, 0)
+    reg = {t.id: t for t in theorems + mutants}
+    results: list[TheoremResult] = [r for r in out[:len(theorems) + len(mutants)]]
+    for r in results:
+        r.theorem = reg[r.theorem]  # re-attach this process's theorem objects
     thr = [r for r in results if not r.theorem.is_mutant]
     mut = [r for r in results if r.theorem.is_mutant]
     caught = [r for r in mut if r.verdict == "refuted"]
     changed = [r.theorem.id for r in results if r.verdict != r.theorem.expected.verdict]
     lem = None
     if lemmas:
-        from ncverify.proofs_checks.lemmas import run_lemmas
-
-        lem = run_lemmas(budget.name, seed=seed, theorems=[t.id for t in theorems],
-                         progress=lambda msg, i, n: say("lemmas", msg, i, n))
+        lres = out[len(theorems) + len(mutants):]
+        for r in lres:
+            r.lemma = by_lemma_id(r.lemma)
+        lem = summarize(lres, budget.name, seed, sum(r.seconds for r in lres))
         changed += lem["changed_verdicts"]
-    user = _user_ids(theorems + mutants) if theorems_file else set()
 
     def row(r: TheoremResult) -> dict:
         d = r.to_json()
@@ -108,8 +144,30 @@ def run_catalogue(theorems: list[Theorem], mutants: list[Theorem], budget: Budge
                     "missed": [r.theorem.id for r in mut if r.verdict != "refuted"],
                     "results": [row(r) for r in mut]},
         "changed_verdicts": changed,
+        "executor": ex.description,
         "_objects": results,
     }
+
+
+def _theorem_task(theorem_id: str, source: tuple[str, str] | None, budget: str, seed: int, solver: str,
+                  progress: Callable[[str], None] | None = None) -> TheoremResult:
+    """One theorem's (or mutant's) search, a task of ``run_catalogue``: the result with the theorem detached (its
+    id in ``.theorem``; the caller re-attaches its own object)."""
+    from ncverify.proofs_checks import distributed
+
+    th = distributed.resolve_theorem(theorem_id, source)
+    res = search_theorem(th, Budget.of(budget), seed=seed, solver=solver, progress=progress)
+    res.theorem = th.id  # type: ignore[assignment]
+    return res
+
+
+def _lemma_task(lemma_id: str, budget: str, seed: int, progress: Callable[[str], None] | None = None):
+    """One lemma's verdict, a task of ``run_catalogue``: the lemma detached (its id in ``.lemma``)."""
+    from ncverify.proofs_checks.lemmas import lemma_task
+
+    res = lemma_task(lemma_id, budget, seed)
+    res.lemma = lemma_id
+    return res
 
 
 def _user_ids(ths: Iterable[Theorem]) -> set[str]:
@@ -226,6 +284,8 @@ def _coverage(t: dict) -> str:
 
 def _run_line(data: dict) -> list[str]:
     bits = [f"budget `{data['budget']}`", f"seed {data['seed']}", f"solver `{data['solver']}`", f"{data['seconds']} s"]
+    if data.get("executor") and data["executor"] != "in-process":
+        bits.append(f"on a {data['executor']} (the same results as in-process)")
     if data.get("suite_version"):
         bits.append(f"ncverify {data['suite_version']}")
     if data.get("commit"):

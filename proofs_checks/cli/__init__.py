@@ -1,11 +1,12 @@
 """The ``ncverify`` command line.
 
-Subcommands (``cli.commands``, ``cli.lemmas``):
+Subcommands (``cli.commands``, ``cli.lemmas``, ``cli.sweep``, ``cli.measure``):
   solve   -- numeric minimizers of one instance's full objective and their NC measurements;
   derive  -- the theory engine's exact derivation for a family or theorem id;
   list    -- the theorem catalogue;
   check   -- the verdict of one theorem on one instance (``--expect VERDICT`` for CI);
   run     -- verify the whole catalogue (and the seeded mutants) and write the report;
+  sweep   -- one theorem's verdict on every point of a parameter grid, with its phase diagram (``cli.sweep``);
   lemmas  -- check the proof steps (lemmas) behind the theorems, and the seeded wrong lemmas.
 ``ncverify --version`` prints ``ncverify <version>``.
 
@@ -25,9 +26,10 @@ import sys
 from typing import Sequence
 
 from ncverify.proofs_checks.cli import commands as C
-from ncverify.proofs_checks.cli.args import add_instance_args
+from ncverify.proofs_checks.cli.args import add_cluster_args, add_instance_args
 from ncverify.proofs_checks.cli.lemmas import add_parser as add_lemmas_parser
 from ncverify.proofs_checks.cli.measure import add_parser as add_measure_parser
+from ncverify.proofs_checks.cli.sweep import add_parser as add_sweep_parser
 from ncverify.proofs_checks.errors import INPUT_ERRORS, UsageError
 
 from ncverify import __version__
@@ -39,7 +41,7 @@ EXIT_BAD_INPUT = ExitCode.USAGE
 EXIT_BUG = ExitCode.INTERNAL
 
 
-SUBCOMMANDS = ("solve", "derive", "list", "check", "run", "lemmas", "measure")
+SUBCOMMANDS = ("solve", "derive", "list", "check", "run", "sweep", "lemmas", "measure")
 
 
 class _Parser(argparse.ArgumentParser):
@@ -113,8 +115,10 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--no-figures", action="store_true")
     r.add_argument("--no-lemmas", action="store_true", help="skip the lemma (proof-step) checks")
     r.add_argument("--json", action="store_true", help="print results.json to stdout")
+    add_cluster_args(r)
     r.set_defaults(func=C.cmd_run)
 
+    add_sweep_parser(sub)
     add_lemmas_parser(sub)
     add_measure_parser(sub)
     return p

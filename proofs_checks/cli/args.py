@@ -51,9 +51,13 @@ def _float(text: str, what: str) -> float:
         raise InstanceError(f"{what} must be a number, got {text!r}") from None
 
 
+#: the instance flags' defaults on the command line (text, as typed; None: derived from the others or the theorem)
+INSTANCE_FLAG_DEFAULTS = {"loss": None, "width": None, "depth": None, "lam_w": "5e-3", "lam_h": "5e-3", "lam_b": "0"}
+
+
 def add_instance_args(p: argparse.ArgumentParser, *, defaults: dict | None = None) -> None:
     """Add the instance flags; values are parsed and validated later by ``instance_from_args``."""
-    d = {"loss": None, "width": None, "depth": None, "lam_w": "5e-3", "lam_h": "5e-3"}
+    d = dict(INSTANCE_FLAG_DEFAULTS)
     d.update(defaults or {})
     g = p.add_argument_group("instance")
     g.add_argument("--loss", default=d["loss"], metavar="LOSS",
@@ -69,10 +73,32 @@ def add_instance_args(p: argparse.ArgumentParser, *, defaults: dict | None = Non
                    default=d["lam_w"])
     g.add_argument("--lam-h", help="lambda_H (default %(default)s)", default=d["lam_h"])
     g.add_argument("--lam-b", help="lambda_b >= 0 for the bias penalty lambda_b/2 ||b||^2 (default 0: unregularized)",
-                   default="0")
+                   default=d["lam_b"])
     g.add_argument("--bias", action="store_true", help="add a last-layer bias b")
     g.add_argument("--activation", choices=["identity", "relu"], default=None,
                    help="extended UFM: activation s between W_1 and W_2 (needs --depth >= 2)")
+
+
+def add_cluster_args(p: argparse.ArgumentParser) -> None:
+    """--workers / --scheduler (``proofs_checks.distributed``; neither: in this process)."""
+    g = p.add_argument_group("where the work runs (default: in this process; Dask: pip install 'ncverify[dask]')")
+    x = g.add_mutually_exclusive_group()
+    x.add_argument("--workers", type=_workers, default=None, metavar="N",
+                   help="a local Dask cluster of N worker processes on 127.0.0.1 (one task per process)")
+    x.add_argument("--scheduler", default=None, metavar="ADDRESS",
+                   help="an existing Dask scheduler, e.g. tcp://10.0.0.5:8786 (its workers need this ncverify)")
+
+
+def _workers(text: str) -> int:
+    from ncverify.proofs_checks.distributed import MAX_LOCAL_WORKERS
+
+    try:
+        n = int(text)
+    except ValueError:
+        n = 0
+    if not 1 <= n <= MAX_LOCAL_WORKERS:
+        raise argparse.ArgumentTypeError(f"must be an integer from 1 to {MAX_LOCAL_WORKERS}, got {text!r}")
+    return n
 
 
 def instance_from_args(args: argparse.Namespace, defaults: dict | None = None, numeric: bool = True) -> Instance:

@@ -264,11 +264,15 @@ def cmd_run(args: argparse.Namespace) -> int:
     from ncverify.proofs_checks.report import command_line, rich_progress, run_catalogue, write_report
     from ncverify.proofs_checks.search import Budget
 
+    from ncverify.proofs_checks.distributed import executor
+
     budget, theorems, mutants = _validate_run_args(args)
     err = Console(stderr=True)
-    with rich_progress(err) as update:  # one bar per phase: theorems, mutants, lemmas, figures, writing
+    with executor(args.workers, args.scheduler, say=lambda msg: err.print(msg, highlight=False, markup=False)) as ex, \
+            rich_progress(err) as update:  # one bar per phase: theorems, mutants, lemmas, figures, writing
         data = run_catalogue(theorems, mutants, budget, seed=args.seed, solver=args.solver, progress=update,
-                             lemmas=not args.no_lemmas, command=command_line(args), theorems_file=args.theorems)
+                             lemmas=not args.no_lemmas, command=command_line(args), theorems_file=args.theorems,
+                             executor=ex)
         write_report(data, Path(args.out), figures=not args.no_figures, seed=args.seed, progress=update,
                      theorems=theorems + mutants)
     clean = {k: v for k, v in data.items() if not k.startswith("_")}
@@ -285,8 +289,13 @@ def _validate_run_args(args: argparse.Namespace):
     written to). Returns (budget, theorems, mutants) with --only applied (a theorem brings its mutants)."""
     from ncverify.proofs_checks.search import Budget
 
+    from ncverify.proofs_checks.distributed import check_workers, require_dask
+
     budget = Budget.of(args.budget)
     check_seed(args.seed)
+    check_workers(args.workers, args.scheduler)
+    if args.workers is not None or args.scheduler is not None:
+        require_dask()
     only = parse_ids(args.only, "--only")
     theorems, mutants = _catalogue(args)
     if only is not None:

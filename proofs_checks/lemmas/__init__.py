@@ -399,21 +399,41 @@ def run_lemmas(budget: str = "default", seed: int = 0, only: Iterable[str] | Non
     {"budget", "seed", "seconds", "lemmas": [...], "wrong_lemmas": {"caught", "total", "missed", "results"},
      "findings": [...], "changed_verdicts": ["lemma:<id>", ...]}."""
     t0 = time.perf_counter()
-    ctx = Ctx(LemmaBudget.of(budget), int(seed))
+    LemmaBudget.of(budget)  # the budget name checked before any work
     todo = select(only, theorems, include_wrong)
     results: list[LemmaResult] = []
-    with single_thread():
-        for i, lm in enumerate(todo):
-            if progress:
-                progress(f"lemma {lm.id}", i, len(todo))
-            results.append(run_lemma(lm, ctx))
+    for i, lm in enumerate(todo):
+        if progress:
+            progress(f"lemma {lm.id}", i, len(todo))
+        results.append(lemma_task(lm.id, budget, seed))
     if progress:
         progress("lemmas done", len(todo), len(todo))
+    return summarize(results, budget, seed, time.perf_counter() - t0)
+
+
+def lemma_task(lemma_id: str, budget: str, seed: int, progress: Callable[[str], None] | None = None) -> LemmaResult:
+    """One lemma's verdict (a task of ``ncverify run``: ``proofs_checks.distributed``), torch on one thread; its
+    own seeded streams (``Ctx``) make it independent of every other lemma and of the process it runs in."""
+    lm = by_lemma_id(lemma_id)
+    with single_thread():
+        return run_lemma(lm, Ctx(LemmaBudget.of(budget), int(seed)))
+
+
+def by_lemma_id(lemma_id: str) -> Lemma:
+    """The lemma or seeded wrong lemma with this id (InstanceError listing the ids otherwise)."""
+    for lm in LEMMAS + WRONG_LEMMAS:
+        if lm.id == lemma_id:
+            return lm
+    raise InstanceError(f"unknown lemma id {lemma_id!r}; lemma ids: {', '.join(l.id for l in LEMMAS + WRONG_LEMMAS)}")
+
+
+def summarize(results: list[LemmaResult], budget: str, seed: int, seconds: float) -> dict:
+    """The ``run_lemmas`` structure of these results (in the order given)."""
     true = [r for r in results if not r.lemma.is_wrong]
     wrong = [r for r in results if r.lemma.is_wrong]
     caught = [r for r in wrong if r.verdict == "violated" and r.counterexample is not None]
     return {
-        "budget": budget, "seed": int(seed), "seconds": round(time.perf_counter() - t0, 1),
+        "budget": budget, "seed": int(seed), "seconds": round(seconds, 1),
         "lemmas": [r.to_json() for r in true],
         "wrong_lemmas": {"caught": len(caught), "total": len(wrong),
                          "missed": [r.lemma.id for r in wrong if r not in caught],

@@ -26,7 +26,8 @@ def reproduce_command(theorem, inst: Instance) -> str:
 def with_check_options(command: str, *, theorems_file: str | None = None, solver: str = "lbfgs",
                        starts: int | None = None, seed: int = 0) -> str:
     """``command`` (a ``reproduce_command``) with the ``--theorems`` file (quoted) and the numeric settings that
-    differ from ``check``'s defaults, so that running it gives the same numbers."""
+    differ from ``check``'s defaults, so that running it gives the same verdict and numbers (to rounding: a check
+    run alone can differ in the last bits from the same instance solved in a batch or on another thread count)."""
     import shlex
 
     if theorems_file:
