@@ -22,17 +22,6 @@ from pathlib import Path
 
 GRID = ["lam-h=10:200:log:50", "depth=1..4"]
 INSTANCE = {"classes": 4, "per_class": 10, "width": 4, "lam_w": 1e-2}
-VOLATILE = {"seconds", "executor", "resumed", "computed", "figure"}
-
-
-def stable(o):
-    if isinstance(o, dict):
-        return {k: stable(v) for k, v in o.items() if k not in VOLATILE}
-    if isinstance(o, list):
-        return [stable(v) for v in o]
-    return o
-
-
 def noop(i: int, progress=None) -> int:
     """A task that does nothing (the cluster's own cost per task)."""
     return i
@@ -69,7 +58,7 @@ def main() -> None:
             out["noop_tasks"] = n
             out["overhead_ms_per_task"] = 1e3 * (time.perf_counter() - t2) / n
         out["dask_with_start_s"] = out["dask_s"] + out["cluster_start_s"]
-    out["identical_results"] = stable(local) == stable(remote)
+    out["identical_results"] = distributed.without_timings(local) == distributed.without_timings(remote)
     out["verdicts"] = local["verdicts"]
     out["ratio"] = out["in_process_s"] / out["dask_s"]
     out["ratio_with_start"] = out["in_process_s"] / out["dask_with_start_s"]

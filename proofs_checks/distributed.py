@@ -223,6 +223,21 @@ def _check_cluster(client: Any, where: str) -> None:
                          "version on every worker")
 
 
+#: the keys of results.json and sweep.json whose values depend on the machine's speed or on where the work ran
+TIMING_KEYS = frozenset({"seconds", "created", "command", "executor", "lemma_seconds", "commit", "commit_dirty",
+                         "resumed", "computed", "figure"})
+
+
+def without_timings(data: Any) -> Any:
+    """``data`` (a results.json or sweep.json structure) without ``TIMING_KEYS`` at any depth: what must be equal
+    between two runs with the same settings, wherever they ran."""
+    if isinstance(data, dict):
+        return {k: without_timings(v) for k, v in data.items() if k not in TIMING_KEYS}
+    if isinstance(data, list):
+        return [without_timings(v) for v in data]
+    return data
+
+
 # ---------------------------------------------------------------------------------------------
 # theorems travel as ids (a user's --theorems file as its text)
 # ---------------------------------------------------------------------------------------------
