@@ -188,6 +188,8 @@ def make_spec(theorem, flags: dict, grids: Sequence[str], *, starts: int | None 
     check_solver_options(starts=n, seed=seed, solver=solver)
     flags = {k: INSTANCE_FLAG_DEFAULTS.get(k) if flags.get(k) is None else flags[k] for k in FLAGS}
     flags["bias"] = bool(flags["bias"])
+    for k in ("lam_w", "lam_h", "lam_b"):  # one spelling per value ("1e-2" and 0.01 are the same sweep)
+        flags[k] = _canonical_floats(flags[k])
     if ("classes" in names or "per-class" in names) and flags.get("counts") is not None:
         raise UsageError("sweeping classes or per-class needs the fixed instance as --classes K --per-class n, "
                          "not --counts")
@@ -195,6 +197,15 @@ def make_spec(theorem, flags: dict, grids: Sequence[str], *, starts: int | None 
     if spec.size > MAX_POINTS:
         raise UsageError(f"the grid has {spec.size} points, more than {MAX_POINTS}")
     return spec
+
+
+def _canonical_floats(text: Any) -> Any:
+    """"1e-2,5e-3" as "0.01,0.005" (Python's shortest round-trip form); text that is not a list of numbers is left
+    as it is (``instances`` names the problem)."""
+    try:
+        return ",".join(repr(float(v)) for v in str(text).split(","))
+    except ValueError:
+        return text
 
 
 def instances(spec: SweepSpec, theorem, memory_budget: str | int | None = None) -> list[Instance]:

@@ -320,11 +320,16 @@ def test_points_are_row_major_and_the_figures_are_drawn(in_process_sweep, tmp_pa
 
 
 def test_the_api_sweep_matches_the_command_line(in_process_sweep, tmp_path):
+    """The same sweep from Python, and resumed from Python in the command line's directory (1e-2 is 0.01)."""
     import ncverify as nv
 
-    got = nv.sweep("dang2023.mse-deep", ["lam-h=20:120:log:8", "depth=1..2"], classes=2, per_class=2, width=2,
-                   lam_w=1e-2, starts=3, batch=2, figure=False, out=tmp_path / "api")
+    kw = dict(classes=2, per_class=2, width=2, lam_w=1e-2, starts=3, batch=2, figure=False)
+    got = nv.sweep("dang2023.mse-deep", ["lam-h=20:120:log:8", "depth=1..2"], out=tmp_path / "api", **kw)
     assert stable(got["points"]) == stable(in_process_sweep["points"])
+    cli_dir = tmp_path / "cli"
+    run_sweep_cli(cli_dir, "--batch", "2")
+    again = nv.sweep("dang2023.mse-deep", ["lam-h=20:120:log:8", "depth=1..2"], out=cli_dir, **kw)
+    assert again["resumed"] == 16 and again["computed"] == 0
 
 
 def test_without_timings_drops_only_the_timing_keys():
