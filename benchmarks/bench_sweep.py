@@ -44,13 +44,13 @@ def main() -> None:
     out: dict = {"points": spec.size, "tasks": len(spec.batches()), "batch": args.batch, "workers": args.workers}
     with tempfile.TemporaryDirectory() as tmp:
         t0 = time.perf_counter()
-        local = run_sweep(spec, th, Path(tmp) / "in-process", figure=False)
+        local = run_sweep(spec, th, Path(tmp) / "in-process", draw=None)
         out["in_process_s"] = time.perf_counter() - t0
         t0 = time.perf_counter()
         with distributed.executor(workers=args.workers) as ex:
             out["cluster_start_s"] = time.perf_counter() - t0
             t1 = time.perf_counter()
-            remote = run_sweep(spec, th, Path(tmp) / "dask", executor=ex, figure=False)
+            remote = run_sweep(spec, th, Path(tmp) / "dask", executor=ex, draw=None)
             out["dask_s"] = time.perf_counter() - t1
             t2 = time.perf_counter()
             n = 200

@@ -252,7 +252,10 @@ def sweep(theorem: "str | Theorem", grid: Sequence[str], *, out: str | Path = "n
     if workers is not None or scheduler is not None:
         distributed.require_dask()
     with distributed.executor(workers, scheduler) as ex:
-        return run_sweep(spec, th, Path(out), executor=ex, figure=figure, memory_budget=memory_budget,
+        draw = None
+        if figure:
+            from ncverify.proofs_checks.figures import sweep_figure as draw
+        return run_sweep(spec, th, Path(out), executor=ex, draw=draw, memory_budget=memory_budget,
                          progress=progress)
 
 

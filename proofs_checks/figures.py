@@ -4,7 +4,8 @@
   panel per theorem, one style and legend entry per checked instance;
 * ``nc_along_gd.png``: NC1, NC2, NC3 along the papers' momentum gd, one balanced example per theorem; NC2 is
   measured against the Gram matrix the theorem's own prediction states for that instance (``nc2_target``);
-* ``phase_diagram.png`` (when ``dang2023.mse-deep`` ran): its derived boundaries with numeric verdicts;
+* ``phase_diagram.png`` (when ``dang2023.mse-deep`` ran): a sweep of its lambda_H across the derived boundaries
+  (``phase_diagram_figure``, drawn as ``sweep_figure``);
 * ``ce_geometry_phases.png`` (when a deep CE theorem ran): the recorded deep CE phase table;
 * ``phase_diagram.png`` of ``ncverify sweep`` (``sweep_figure``): any theorem's numeric verdicts on a grid of one
   or two parameters, with the derived boundaries drawn over them;
@@ -83,9 +84,15 @@ def make_all(data: dict, out: Path, seed: int = 0, progress: FigureProgress | No
         return nc_along_gd_figure(data, out / "nc_along_gd.png", seed=seed, records=recs)
 
     plan: list[tuple[str, Callable[[], str | None]]] = [("singular values", sv), ("NC metrics along gd", nc)]
+    def phase() -> str | None:
+        data = phase_diagram_figure(out / "phase_diagram.png", seed=seed)
+        if data is None:
+            return None
+        plotted["phase_diagram"] = {"spec": data["spec"], "points": data["points"]}
+        return data["figure"]
+
     if "dang2023.mse-deep" in ids:
-        plan.append(("phase diagram of dang2023.mse-deep", lambda: phase_diagram_figure(out / "phase_diagram.png",
-                                                                                      seed=seed)))
+        plan.append(("phase diagram of dang2023.mse-deep", phase))
     if any(t.family.startswith("ce-deep") for t in ths):
         plan.append(("deep CE geometries", lambda: ce_phase_figure(out / "ce_geometry_phases.png")))
     paths = []
@@ -461,57 +468,34 @@ def ce_phase_figure(path: Path) -> str | None:
     return str(path)
 
 
-def phase_diagram_figure(path: Path, seed: int = 0, points: int = 10) -> str | None:
-    """dang2023.mse-deep at M = 2, K = 2 balanced: sweep lambda_H across the derived boundaries; plot the
-    derived and the claimed singular value of W, the boundaries, and the numeric verdict at each point."""
+def phase_diagram_figure(path: Path, seed: int = 0, points: int = 10) -> dict | None:
+    """dang2023.mse-deep at M = 2, K = 2 balanced (``ncverify sweep`` on lambda_H): ``points`` log-spaced values from a
+    third of the first derived boundary to three times the last, plus 3% on either side of each boundary, 3 starts
+    each; drawn by ``sweep_figure``. Returns the sweep's data (its "figure": the png path), None without
+    boundaries."""
     from ncverify.numerics.problem import Instance
-    from ncverify.proofs_checks import verify
     from ncverify.proofs_checks.catalogue import by_id
     from ncverify.proofs_checks.statement.domains import critical_values
-    from ncverify.theory.derive import derive
+    from ncverify.proofs_checks.sweep import instances, make_spec, sweep_data
 
     th = by_id("dang2023.mse-deep")
+    flags = {"classes": "2", "per_class": "2", "width": "2", "depth": "2", "lam_w": "0.01"}
     base = Instance.create([2, 2], width=2, depth=2, lam_w=1e-2, lam_h=1e-2)
     crit = sorted(critical_values("mse-deep", base)["lam_h"])
     if not crit:
         return None
-    lo, hi = crit[0] / 3, crit[-1] * 3
-    grid = np.geomspace(lo, hi, points)
+    grid = np.geomspace(crit[0] / 3, crit[-1] * 3, points)
     grid = np.unique(np.concatenate([grid, [c * r for c in crit for r in (0.97, 1.03)]]))
-    xs, derived, claimed, verdicts = [], [], [], []
-    for lam_h in grid:
-        inst = base.with_(lam_h=float(lam_h))
-        d = derive("mse-deep", inst)
-        c = th.claim(inst)
-        r = verify.check(th, inst, starts=3, seed=seed)
-        xs.append(lam_h)
-        derived.append(float(d.singular_values.weights_product[0].value))
-        claimed.append(float(c.singular_values.weights_product[0].value))
-        verdicts.append(r.verdict)
-    fig, ax = plt.subplots(figsize=(7, 4.2))
-    ax.semilogx(xs, derived, "-", color="k", label="derived global minimizer")
-    ax.semilogx(xs, claimed, "--", color="tab:blue", label="claim (largest positive root)")
-    for x, y, v in zip(xs, claimed, verdicts):
-        ax.scatter([x], [y], color=COLORS[v], zorder=3, s=30)
-    for c, name in zip(crit, ("global switch", "stationary points vanish")):
-        ax.axvline(c, color="0.5", ls=":")
-        ax.text(c, ax.get_ylim()[1] * 0.5, f" {name}\n lambda_H = {c:.4g}", fontsize=7, color="0.3")
-    for v, col in COLORS.items():
-        ax.scatter([], [], color=col, label=f"numeric verdict: {v}")
-    ax.set_xlabel("lambda_H (K = 2, n = 2, M = 2, d = 2, lambda_W = 1e-2)")
-    ax.set_ylabel("sigma(W) of each class")
-    ax.set_title("dang2023.mse-deep: phase boundaries (dotted) and verdicts", fontsize=10)
-    ax.legend(fontsize=7)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return str(path)
+    spec = make_spec(th, flags, ["lam-h=" + ",".join(repr(float(f"{v:.6g}")) for v in grid)], starts=3, seed=seed)
+    data = sweep_data(spec, th, instances(spec, th))
+    data["figure"] = sweep_figure(data, path)
+    return data
 
 
 def sweep_figure(data: dict, path: Path) -> str | None:
     """The phase diagram of an ``ncverify sweep`` (``proofs_checks.sweep``): the numeric verdict of every grid point
     with the derived phase boundaries drawn over them. One axis: the derived, claimed and numeric sigma_1(W) along
-    it, boundaries as vertical lines. Two axes: the verdicts on the grid, and on each row the derived boundaries of
+    it, the numeric smallest sigma(W) hollow (a partly collapsed end point shows), boundaries as vertical lines. Two axes: the verdicts on the grid, and on each row the derived boundaries of
     the first axis's parameter (lam-h or lam-b) as ticks (else those of the second axis's parameter)."""
     spec, points = data["spec"], data["points"]
     axes = spec["axes"]
@@ -529,11 +513,15 @@ def sweep_figure(data: dict, path: Path) -> str | None:
             if any(y is not None for y in ys):
                 ax.plot(xs, [math.nan if y is None else y for y in ys], style, color="k" if key == "derived"
                         else "tab:blue", label=label)
+        last = lambda v: None if not v else float(min(v))  # noqa: E731
         for v, col in COLORS.items():
-            sel = [(x, first(p["numeric"]["sigma_W"])) for x, p in zip(xs, points) if p["verdict"] == v]
-            sel = [(x, y) for x, y in sel if y is not None]
-            ax.scatter([x for x, _ in sel], [y for _, y in sel], color=col, s=22, zorder=3,
+            sel = [(x, first(p["numeric"]["sigma_W"]), last(p["numeric"]["sigma_W"]))
+                   for x, p in zip(xs, points) if p["verdict"] == v and p["numeric"]["sigma_W"]]
+            ax.scatter([x for x, _, _ in sel], [y for _, y, _ in sel], color=col, s=22, zorder=3,
                        label=f"numeric sigma_1(W), verdict {v} ({sum(p['verdict'] == v for p in points)})")
+            ax.scatter([x for x, _, _ in sel], [y for _, _, y in sel], facecolors="none", edgecolors=col, s=40,
+                       zorder=3)
+        ax.scatter([], [], facecolors="none", edgecolors="0.3", s=40, label="numeric smallest sigma(W) (hollow)")
         key = param.get(a["name"])
         crit = sorted({c for p in points for c in (p["boundaries"].get(key, []) if key else [])
                        if min(xs) <= c <= max(xs)})
@@ -541,7 +529,7 @@ def sweep_figure(data: dict, path: Path) -> str | None:
             ax.axvline(c, color="0.5", ls=":")
             ax.text(c, 0.02, f" {c:.4g}", transform=ax.get_xaxis_transform(), fontsize=7, color="0.3")
         ax.set_xlabel(a["name"] + ("" if not crit else " (dotted: derived phase boundaries)"))
-        ax.set_ylabel("largest singular value of W = W_M...W_1")
+        ax.set_ylabel("singular values of W = W_M...W_1 (largest; smallest hollow)")
         if a["log"]:
             ax.set_xscale("log")
     else:

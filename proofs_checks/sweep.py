@@ -130,7 +130,7 @@ def parse_axis(text: str) -> Axis:
     vals = [_number(v.strip(), name, integer) for v in rest.split(",")]
     if len(set(vals)) != len(vals):
         raise UsageError(f"--grid {name}: repeated values in {rest!r}")
-    log = not integer and len(vals) > 2 and min(vals) > 0 and max(vals) / min(vals) >= 100
+    log = not integer and len(vals) > 2 and min(vals) > 0 and max(vals) / min(vals) >= 10
     return Axis(name, tuple(vals), log, text)
 
 
@@ -360,48 +360,56 @@ def _write_atomic(path: Path, text: str) -> None:
 SweepProgress = Callable[[str, int, int], None]
 
 
-def run_sweep(spec: SweepSpec, theorem, out: str | Path, *, executor: Any = None, figure: bool = True,
-              memory_budget: str | int | None = None, progress: SweepProgress | None = None) -> dict:
-    """Check every point of ``spec`` (skipping those already in ``out``), write ``out``/sweep.json and the phase
-    diagram, and return the sweep.json structure: {schema_version, spec, points (in order), verdicts (count per
-    verdict), resumed (points found finished), computed, seconds, figure, executor}."""
-    from ncverify.proofs_checks import distributed
-
+def run_sweep(spec: SweepSpec, theorem, out: str | Path, *, executor: Any = None,
+              draw: Callable[[dict, Path], str | None] | None = None, memory_budget: str | int | None = None,
+              progress: SweepProgress | None = None) -> dict:
+    """Check every point of ``spec`` (skipping those already in ``out``), write ``out``/sweep.json and, with
+    ``draw`` (``figures.sweep_figure``), the phase diagram; return the sweep.json structure: {schema_version, spec,
+    points (in order), verdicts (count per verdict), resumed (points found finished), computed, seconds, figure,
+    executor}."""
     t0 = time.perf_counter()
     say = progress or (lambda msg, i, n: None)
     insts = instances(spec, theorem, memory_budget)
     store = Store(Path(out), spec)
     done = store.finished()
+    resumed = len(done)
+    if resumed:
+        say(f"resuming: {resumed} of {spec.size} points already done", resumed, spec.size)
+    data = sweep_data(spec, theorem, insts, executor=executor, done=done, on_batch=store.add, progress=progress)
+    data.update(resumed=resumed, computed=spec.size - resumed, seconds=round(time.perf_counter() - t0, 2))
+    if draw is not None:
+        say("drawing the phase diagram", spec.size, spec.size)
+        data["figure"] = draw(data, Path(out) / FIGURE_FILE)
+    _write_atomic(Path(out) / RESULT_FILE, json.dumps(data, indent=1, default=_json_default))
+    return data
+
+
+def sweep_data(spec: SweepSpec, theorem, insts: list[Instance], *, executor: Any = None,
+               done: dict[int, dict] | None = None, on_batch: Callable[[list[dict]], None] | None = None,
+               progress: SweepProgress | None = None) -> dict:
+    """The sweep.json structure of ``spec`` (no files): the batches with a point not in ``done`` checked as tasks
+    on ``executor`` (default in-process), ``on_batch(records)`` called as each completes."""
+    from ncverify.proofs_checks import distributed
+
+    say = progress or (lambda msg, i, n: None)
+    done = dict(done or {})
     grid = spec.grid()
     todo = [b for b in spec.batches() if not all(i in done for i in b)]
-    resumed = sum(1 for i in done)
     ex = executor if executor is not None else distributed.InProcess()
     source = distributed.theorems_source(spec.theorems_file) if spec.theorems_file else None
     distributed.remember_loaded(source, [theorem])
     total = spec.size
-    count = len(done)
-    if resumed:
-        say(f"resuming: {resumed} of {total} points already done", count, total)
     tasks = [(sweep_task, (spec.theorem, source, b, [grid[i] for i in b], [insts[i] for i in b], spec.starts,
                            spec.seed, spec.solver, spec.theorems_file)) for b in todo]
     names = [f"points {b[0] + 1}-{b[-1] + 1}" for b in todo]
-    say(f"{len(tasks)} tasks of up to {spec.batch} points ({ex.description})", count, total)
-    for j, records in ex.map(tasks, names=names, progress=lambda j, msg: say(msg, count, total)):
-        store.add(records)
-        for r in records:
-            done[r["index"]] = r
-        count = len(done)
-        say(f"{names[j]} done", count, total)
+    say(f"{len(tasks)} tasks of up to {spec.batch} points ({ex.description})", len(done), total)
+    for j, records in ex.map(tasks, names=names, progress=lambda j, msg: say(msg, len(done), total)):
+        if on_batch is not None:
+            on_batch(records)
+        done.update((r["index"], r) for r in records)
+        say(f"{names[j]} done", len(done), total)
     points = [done[i] for i in range(total)]
     verdicts = {v: sum(p["verdict"] == v for p in points) for v in ("verified", "refuted", "inconclusive")}
-    data = {"schema_version": SCHEMA_VERSION, "spec": spec.to_json(), "theorem_title": theorem.title,
-            "family": theorem.family, "verdicts": verdicts, "points": points, "resumed": resumed,
-            "computed": total - resumed, "seconds": round(time.perf_counter() - t0, 2), "executor": ex.description,
-            "figure": None}
-    if figure:
-        from ncverify.proofs_checks.figures import sweep_figure
-
-        say("drawing the phase diagram", count, total)
-        data["figure"] = sweep_figure(data, Path(out) / FIGURE_FILE)
-    _write_atomic(Path(out) / RESULT_FILE, json.dumps(data, indent=1, default=_json_default))
-    return data
+    return {"schema_version": SCHEMA_VERSION, "spec": spec.to_json(), "theorem_title": theorem.title,
+            "family": theorem.family, "verdicts": verdicts, "points": points, "resumed": 0, "computed": len(points),
+            "seconds": None, "executor": ex.description, "figure": None}

@@ -213,9 +213,10 @@ def test_resuming_skips_finished_points(in_process_sweep, tmp_path, monkeypatch)
 def test_resuming_with_other_settings_is_refused(tmp_path, capsys):
     out = tmp_path / "s"
     small = ["sweep", "tirer2022.mse-ufm", "--grid", "lam-h=1e-3,1e-2", "--classes", "2", "--per-class", "2",
-             "--no-figure", "--out", str(out)]
+             "--out", str(out)]
     assert main(small) == 0
-    capsys.readouterr()
+    assert capsys.readouterr().out.strip().endswith(f"results: {out}/sweep.json, {out}/phase_diagram.png")
+    assert (out / "phase_diagram.png").stat().st_size > 10_000
     assert main([*small, "--seed", "1"]) == 2
     err = capsys.readouterr().err.strip()
     assert err.count("\n") == 0 and "other settings (seed differ)" in err and "another --out" in err

@@ -65,6 +65,7 @@ def cmd_sweep(args: argparse.Namespace) -> int:
     from ncverify.proofs_checks.cli.args import check_out_dir
     from ncverify.proofs_checks.cli.commands import _catalogue
     from ncverify.proofs_checks.distributed import check_workers, executor, require_dask
+    from ncverify.proofs_checks.figures import sweep_figure
     from ncverify.proofs_checks.sweep import instances, make_spec, run_sweep
 
     theorems, mutants = _catalogue(args)
@@ -83,7 +84,7 @@ def cmd_sweep(args: argparse.Namespace) -> int:
             Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
                      console=err, transient=True, disable=not err.is_terminal) as bar:
         task = bar.add_task("sweep", total=spec.size)
-        data = run_sweep(spec, th, Path(args.out), executor=ex, figure=not args.no_figure,
+        data = run_sweep(spec, th, Path(args.out), executor=ex, draw=None if args.no_figure else sweep_figure,
                          memory_budget=args.memory_budget,
                          progress=lambda msg, done, total: bar.update(task, completed=done, description=msg[:60]))
     if args.json:
