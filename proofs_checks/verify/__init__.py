@@ -83,7 +83,9 @@ def check_many(theorem, insts: Sequence[Instance], *, solver: str = "lbfgs", sta
                device: str = "auto", max_iter: int | None = None, dps: int = 40, record_history: bool = False,
                cache: ExactCache | None = None) -> list[CheckResult]:
     """``check`` of ``theorem`` on every instance of ``insts``, with one batched solve for all their starts
-    (``numerics.starts.solve_instances``); the same verdicts and numbers as checking them one by one. ``cache``:
+    (``numerics.starts.solve_instances``); the same verdicts as checking them one by one, and the same numbers to
+    rounding (a batch's composition moves end points in their last bits, e.g. sigma(W) 1.2e-24 vs 5.1e-25 at a
+    collapsed point). ``cache``:
     reuse the exact side of instances already checked in this search."""
     from ncverify.numerics.starts import solve_instances
 
