@@ -36,21 +36,22 @@ def main() -> None:
 
     from ncverify.proofs_checks import distributed
     from ncverify.proofs_checks.catalogue import by_id
-    from ncverify.proofs_checks.sweep import make_spec, run_sweep
+    from ncverify.proofs_checks.sweep import instances, make_spec, run_sweep
 
     th = by_id("dang2023.mse-deep")
     flags = {k: (repr(v) if isinstance(v, float) else str(v)) for k, v in INSTANCE.items()}
     spec = make_spec(th, flags, GRID, batch=args.batch)
+    insts = instances(spec, th)
     out: dict = {"points": spec.size, "tasks": len(spec.batches()), "batch": args.batch, "workers": args.workers}
     with tempfile.TemporaryDirectory() as tmp:
         t0 = time.perf_counter()
-        local = run_sweep(spec, th, Path(tmp) / "in-process", draw=None)
+        local = run_sweep(spec, th, insts, Path(tmp) / "in-process")
         out["in_process_s"] = time.perf_counter() - t0
         t0 = time.perf_counter()
         with distributed.executor(workers=args.workers) as ex:
             out["cluster_start_s"] = time.perf_counter() - t0
             t1 = time.perf_counter()
-            remote = run_sweep(spec, th, Path(tmp) / "dask", executor=ex, draw=None)
+            remote = run_sweep(spec, th, insts, Path(tmp) / "dask", executor=ex)
             out["dask_s"] = time.perf_counter() - t1
             t2 = time.perf_counter()
             n = 200

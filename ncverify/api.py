@@ -191,9 +191,7 @@ def run(*, budget: str = "default", out: str | Path | None = None, seed: int = 0
 
     b = Budget.of(budget)
     check_solver_options(starts=1, seed=seed, solver=solver)
-    distributed.check_workers(workers, scheduler)
-    if workers is not None or scheduler is not None:
-        distributed.require_dask()
+    distributed.check_cluster_args(workers, scheduler)
     if out is not None:  # the report directory must be writable before any work
         from ncverify.proofs_checks.cli.args import check_out_dir
 
@@ -235,7 +233,7 @@ def sweep(theorem: "str | Theorem", grid: Sequence[str], *, out: str | Path = "n
     "boundaries", "worst", "reproduce"), "verdicts" (counts), "resumed", "figure"."""
     from ncverify.proofs_checks import distributed
     from ncverify.proofs_checks.errors import UsageError
-    from ncverify.proofs_checks.sweep import DEFAULT_BATCH, make_spec, run_sweep
+    from ncverify.proofs_checks.sweep import DEFAULT_BATCH, prepare, run_sweep
 
     th = get_theorem(theorem, theorems_file=theorems_file)
     if isinstance(grid, str):
@@ -243,20 +241,15 @@ def sweep(theorem: "str | Theorem", grid: Sequence[str], *, out: str | Path = "n
     unknown = sorted(set(instance_kw) - set(_INSTANCE_KEYS))
     if unknown:
         raise UsageError(f"unknown instance keyword(s) {', '.join(unknown)}; known: {', '.join(_INSTANCE_KEYS)}")
-    flags = {k: _flag_text(v) for k, v in instance_kw.items()}
-    flags["bias"] = bool(instance_kw.get("bias", False))
-    spec = make_spec(th, flags, list(grid), starts=starts, seed=seed, solver=solver,
-                     batch=DEFAULT_BATCH if batch is None else batch,
-                     theorems_file=None if theorems_file is None else str(theorems_file))
-    distributed.check_workers(workers, scheduler)
-    if workers is not None or scheduler is not None:
-        distributed.require_dask()
+    spec, insts = prepare(th, {k: _flag_text(v) for k, v in instance_kw.items()}, list(grid), starts=starts,
+                          seed=seed, solver=solver, batch=DEFAULT_BATCH if batch is None else batch,
+                          theorems_file=None if theorems_file is None else str(theorems_file), workers=workers,
+                          scheduler=scheduler, memory_budget=memory_budget)
+    draw = None
+    if figure:
+        from ncverify.proofs_checks.figures import sweep_figure as draw
     with distributed.executor(workers, scheduler) as ex:
-        draw = None
-        if figure:
-            from ncverify.proofs_checks.figures import sweep_figure as draw
-        return run_sweep(spec, th, Path(out), executor=ex, draw=draw, memory_budget=memory_budget,
-                         progress=progress)
+        return run_sweep(spec, th, insts, Path(out), executor=ex, draw=draw, progress=progress)
 
 
 def _flag_text(v: Any) -> Any:

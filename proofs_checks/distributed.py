@@ -72,6 +72,14 @@ def check_workers(workers: Any, scheduler: Any) -> None:
         raise UsageError(f"--scheduler must be a scheduler address such as tcp://10.0.0.5:8786, got {scheduler!r}")
 
 
+def check_cluster_args(workers: Any, scheduler: Any) -> None:
+    """``check_workers``, then ``require_dask`` when either flag is given: every cluster flag checked before any
+    work."""
+    check_workers(workers, scheduler)
+    if workers is not None or scheduler is not None:
+        require_dask()
+
+
 def require_dask() -> None:
     """UsageError (one line, how to install) when dask.distributed cannot be imported."""
     try:
@@ -164,11 +172,10 @@ def executor(workers: int | None = None, scheduler: str | None = None,
     """The executor for ``--workers`` / ``--scheduler`` (neither: ``InProcess``). A local cluster listens on
     127.0.0.1 only and is shut down on exit; a client of an existing scheduler is closed on exit (the cluster stays).
     ``say``: one-line status messages (cluster started, workers found)."""
-    check_workers(workers, scheduler)
+    check_cluster_args(workers, scheduler)
     if workers is None and scheduler is None:
         yield InProcess()
         return
-    require_dask()
     import logging
 
     from distributed import Client, LocalCluster

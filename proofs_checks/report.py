@@ -115,7 +115,7 @@ def run_catalogue(theorems: list[Theorem], mutants: list[Theorem], budget: Budge
         if not n:
             say(ph, "done", 0, 0)
     reg = {t.id: t for t in theorems + mutants}
-    results: list[TheoremResult] = [r for r in out[:len(theorems) + len(mutants)]]
+    results: list[TheoremResult] = out[:len(theorems) + len(mutants)]
     for r in results:
         r.theorem = reg[r.theorem]  # re-attach this process's theorem objects
     thr = [r for r in results if not r.theorem.is_mutant]

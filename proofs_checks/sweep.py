@@ -199,6 +199,20 @@ def make_spec(theorem, flags: dict, grids: Sequence[str], *, starts: int | None 
     return spec
 
 
+def prepare(theorem, flags: dict, grids: Sequence[str], *, starts: int | None = None, seed: int = 0,
+            solver: str = "lbfgs", batch: int = DEFAULT_BATCH, theorems_file: str | None = None,
+            workers: Any = None, scheduler: Any = None, memory_budget: str | int | None = None
+            ) -> tuple[SweepSpec, list[Instance]]:
+    """Everything ``ncverify sweep`` and ``api.sweep`` check before any work (and before a cluster starts): the
+    spec (``make_spec``), the cluster flags, and every grid point (``instances``). Returns (spec, instances)."""
+    from ncverify.proofs_checks.distributed import check_cluster_args
+
+    spec = make_spec(theorem, flags, grids, starts=starts, seed=seed, solver=solver, batch=batch,
+                     theorems_file=theorems_file)
+    check_cluster_args(workers, scheduler)
+    return spec, instances(spec, theorem, memory_budget)
+
+
 def _canonical_floats(text: Any) -> Any:
     """"1e-2,5e-3" as "0.01,0.005" (Python's shortest round-trip form); text that is not a list of numbers is left
     as it is (``instances`` names the problem)."""
@@ -214,6 +228,7 @@ def instances(spec: SweepSpec, theorem, memory_budget: str | int | None = None) 
     is a one-line error naming its axis values."""
     from ncverify.numerics import resources
     from ncverify.proofs_checks.cli.args import instance_from_args
+    from ncverify.proofs_checks.errors import INPUT_ERRORS
 
     out = []
     for values in spec.grid():
@@ -226,11 +241,7 @@ def instances(spec: SweepSpec, theorem, memory_budget: str | int | None = None) 
             inst = instance_from_args(ns, theorem.defaults)
             theorem.validate(inst)
             resources.require_fits(inst, spec.starts, memory_budget)
-        except Exception as exc:
-            from ncverify.proofs_checks.errors import INPUT_ERRORS
-
-            if not isinstance(exc, INPUT_ERRORS):
-                raise
+        except INPUT_ERRORS as exc:
             raise UsageError(f"grid point {where}: {' '.join(str(exc).split())}") from None
         out.append(inst)
     return out
@@ -244,7 +255,7 @@ def _fmt(v: Any) -> str:
 # one task: a batch of points
 # ---------------------------------------------------------------------------------------------
 def sweep_task(theorem_id: str, source: tuple[str, str] | None, indices: list[int], values: list[dict],
-               insts: list[Instance], starts: int, seed: int, solver: str, theorems_file: str | None = None,
+               insts: list[Instance], starts: int, seed: int, solver: str,
                progress: Callable[[str], None] | None = None) -> list[dict]:
     """The records of a batch of points (one batched solve): ``point_record`` of each check."""
     from ncverify.proofs_checks import distributed, verify
@@ -254,6 +265,7 @@ def sweep_task(theorem_id: str, source: tuple[str, str] | None, indices: list[in
         progress(f"points {indices[0] + 1}-{indices[-1] + 1}: one batched solve")
     checks = verify.check_many(th, insts, solver=solver, starts=starts, seed=seed,
                                cache=verify.ExactCache(values_only=True))
+    theorems_file = None if source is None else source[0]
     return [point_record(i, v, th, c, starts=starts, seed=seed, solver=solver, theorems_file=theorems_file)
             for i, v, c in zip(indices, values, checks)]
 
@@ -360,16 +372,14 @@ def _write_atomic(path: Path, text: str) -> None:
 SweepProgress = Callable[[str, int, int], None]
 
 
-def run_sweep(spec: SweepSpec, theorem, out: str | Path, *, executor: Any = None,
-              draw: Callable[[dict, Path], str | None] | None = None, memory_budget: str | int | None = None,
-              progress: SweepProgress | None = None) -> dict:
-    """Check every point of ``spec`` (skipping those already in ``out``), write ``out``/sweep.json and, with
-    ``draw`` (``figures.sweep_figure``), the phase diagram; return the sweep.json structure: {schema_version, spec,
-    points (in order), verdicts (count per verdict), resumed (points found finished), computed, seconds, figure,
-    executor}."""
+def run_sweep(spec: SweepSpec, theorem, insts: list[Instance], out: str | Path, *, executor: Any = None,
+              draw: Callable[[dict, Path], str | None] | None = None, progress: SweepProgress | None = None) -> dict:
+    """Check every point of ``spec`` (``insts``: its validated instances, ``prepare``), skipping those already in
+    ``out``; write ``out``/sweep.json and, with ``draw`` (``figures.sweep_figure``), the phase diagram; return the
+    sweep.json structure: {schema_version, spec, points (in order), verdicts (count per verdict), resumed (points
+    found finished), computed, seconds, figure, executor}."""
     t0 = time.perf_counter()
     say = progress or (lambda msg, i, n: None)
-    insts = instances(spec, theorem, memory_budget)
     store = Store(Path(out), spec)
     done = store.finished()
     resumed = len(done)
@@ -400,7 +410,7 @@ def sweep_data(spec: SweepSpec, theorem, insts: list[Instance], *, executor: Any
     distributed.remember_loaded(source, [theorem])
     total = spec.size
     tasks = [(sweep_task, (spec.theorem, source, b, [grid[i] for i in b], [insts[i] for i in b], spec.starts,
-                           spec.seed, spec.solver, spec.theorems_file)) for b in todo]
+                           spec.seed, spec.solver)) for b in todo]
     names = [f"points {b[0] + 1}-{b[-1] + 1}" for b in todo]
     say(f"{len(tasks)} tasks of up to {spec.batch} points ({ex.description})", len(done), total)
     for j, records in ex.map(tasks, names=names, progress=lambda j, msg: say(msg, len(done), total)):

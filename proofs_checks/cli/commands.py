@@ -261,10 +261,8 @@ def cmd_run(args: argparse.Namespace) -> int:
 
     from rich.console import Console
 
-    from ncverify.proofs_checks.report import command_line, rich_progress, run_catalogue, write_report
-    from ncverify.proofs_checks.search import Budget
-
     from ncverify.proofs_checks.distributed import executor
+    from ncverify.proofs_checks.report import command_line, rich_progress, run_catalogue, write_report
 
     budget, theorems, mutants = _validate_run_args(args)
     err = Console(stderr=True)
@@ -287,15 +285,12 @@ def _validate_run_args(args: argparse.Namespace):
     """Every ``run`` argument checked before any work: the budget, the seed, the --theorems file, the --only ids
     (no empty id; theorem or mutant ids of the catalogue and the file) and the --out directory (created and
     written to). Returns (budget, theorems, mutants) with --only applied (a theorem brings its mutants)."""
+    from ncverify.proofs_checks.distributed import check_cluster_args
     from ncverify.proofs_checks.search import Budget
-
-    from ncverify.proofs_checks.distributed import check_workers, require_dask
 
     budget = Budget.of(args.budget)
     check_seed(args.seed)
-    check_workers(args.workers, args.scheduler)
-    if args.workers is not None or args.scheduler is not None:
-        require_dask()
+    check_cluster_args(args.workers, args.scheduler)
     only = parse_ids(args.only, "--only")
     theorems, mutants = _catalogue(args)
     if only is not None:

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import argparse
 
-from ncverify.proofs_checks.cli.args import add_cluster_args, add_instance_args, check_device
+from ncverify.proofs_checks.cli.args import add_cluster_args, add_instance_args
 from ncverify.proofs_checks.cli.output import console, fmt, print_copyable, print_json
 from ncverify.proofs_checks.exitcodes import ExitCode
 
@@ -64,28 +64,23 @@ def cmd_sweep(args: argparse.Namespace) -> int:
     from ncverify.proofs_checks.catalogue import by_id
     from ncverify.proofs_checks.cli.args import check_out_dir
     from ncverify.proofs_checks.cli.commands import _catalogue
-    from ncverify.proofs_checks.distributed import check_workers, executor, require_dask
+    from ncverify.proofs_checks.distributed import executor
     from ncverify.proofs_checks.figures import sweep_figure
-    from ncverify.proofs_checks.sweep import instances, make_spec, run_sweep
+    from ncverify.proofs_checks.sweep import prepare, run_sweep
 
     theorems, mutants = _catalogue(args)
     th = by_id(args.theorem, theorems + mutants)
-    spec = make_spec(th, flags_of(args), args.grid, starts=args.starts, seed=args.seed, solver=args.solver,
-                     batch=args.batch, theorems_file=args.theorems)
-    check_workers(args.workers, args.scheduler)
-    if args.workers is not None or args.scheduler is not None:
-        require_dask()
-    instances(spec, th, args.memory_budget)  # every grid point, before any work
+    spec, insts = prepare(th, flags_of(args), args.grid, starts=args.starts, seed=args.seed, solver=args.solver,
+                          batch=args.batch, theorems_file=args.theorems, workers=args.workers,
+                          scheduler=args.scheduler, memory_budget=args.memory_budget)
     check_out_dir(args.out)
-    check_device("auto")
     err = Console(stderr=True)
     say = lambda msg: err.print(msg, highlight=False, markup=False)  # noqa: E731
     with executor(args.workers, args.scheduler, say=say) as ex, \
             Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
                      console=err, transient=True, disable=not err.is_terminal) as bar:
         task = bar.add_task("sweep", total=spec.size)
-        data = run_sweep(spec, th, Path(args.out), executor=ex, draw=None if args.no_figure else sweep_figure,
-                         memory_budget=args.memory_budget,
+        data = run_sweep(spec, th, insts, Path(args.out), executor=ex, draw=None if args.no_figure else sweep_figure,
                          progress=lambda msg, done, total: bar.update(task, completed=done, description=msg[:60]))
     if args.json:
         print_json(data)
