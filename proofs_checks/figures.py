@@ -7,6 +7,9 @@
 * ``phase_diagram.png`` (when ``dang2023.mse-deep`` ran): a sweep of its lambda_H across the derived boundaries
   (``phase_diagram_figure``, drawn as ``sweep_figure``);
 * ``ce_geometry_phases.png`` (when a deep CE theorem ran): the recorded deep CE phase table;
+* ``field_theorems.png`` (when one of ``FIELD_THEOREMS`` ran): minority collapse of hong2023 (certified cost of
+  tying the minority rows across the derived threshold), the jumps of liu2024, the layer-peeled minority collapse
+  along R with R* by bisection, SELI's classifier norms along R;
 * ``phase_diagram.png`` of ``ncverify sweep`` (``sweep_figure``): any theorem's numeric verdicts on a grid of one
   or two parameters, with the derived boundaries drawn over them;
 * ``figures.json``: the numbers each figure plots (the curves, their NC2 targets, the singular-value pairs).
@@ -95,6 +98,14 @@ def make_all(data: dict, out: Path, seed: int = 0, progress: FigureProgress | No
         plan.append(("phase diagram of dang2023.mse-deep", phase))
     if any(t.family.startswith("ce-deep") for t in ths):
         plan.append(("deep CE geometries", lambda: ce_phase_figure(out / "ce_geometry_phases.png")))
+
+    def field() -> str | None:
+        d = field_theorems_data(ids)
+        plotted["field_theorems"] = d
+        return field_theorems_figure(d, out / "field_theorems.png")
+
+    if ids & set(FIELD_THEOREMS):
+        plan.append(("the field's other theorems", field))
     paths = []
     for i, (name, draw) in enumerate(plan):
         say(f"figure: {name}", i, len(plan))
@@ -565,6 +576,130 @@ def sweep_figure(data: dict, path: Path) -> str | None:
                       if v not in (None, False) and k.replace("_", "-") not in [x["name"] for x in axes])
     ax.set_title(textwrap.fill(title, 90) + ("\n" + textwrap.fill(fixed, 100) if fixed else ""), fontsize=8)
     ax.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return str(path)
+
+
+#: the theorems of ``field_theorems.png`` (one panel each)
+FIELD_THEOREMS = ("hong2023.ce-minority-collapse", "liu2024.mse-deep-bias-imbalanced", "fang2021.lpm",
+                  "thrampoulidis2022.seli")
+
+
+def field_theorems_data(ids: Iterable[str], points: int = 10) -> dict:
+    """The numbers of ``field_theorems.png`` for the run's theorems among ``FIELD_THEOREMS`` (the convex oracle's
+    panels are left out without CVXPY):
+
+    * hong2023: n = [10, 10, 2, 2], lambda_b = 0.05, swept mu = sqrt(lambda_W lambda_H) around the
+      derived threshold sqrt(n_B)/N: the certified cost of tying the minority rows (0 = minority collapse);
+    * liu2024: n = [8, 4, 2], M = 2: the singular values s_i* of Z along lambda_H (the claim's global selection),
+      with the jumps;
+    * fang2021: K_A = K_B = 2, E_W = E_H = 1: the certified cost of tying the minority rows along R = n_A/n_B, with
+      R* from bisection;
+    * thrampoulidis2022: two groups [R, R, 1, 1]: classifier norms ||w_k||^2 (diagonal of (P D P)^(1/2)) along R."""
+    from ncverify.numerics import convex
+    from ncverify.numerics.problem import Instance
+
+    want = [t for t in FIELD_THEOREMS if t in set(ids)]
+    out: dict = {}
+    oracle_ok = convex.available()
+    if "hong2023.ce-minority-collapse" in want and oracle_ok:
+        counts, lam_b = [10, 10, 2, 2], 0.05
+        mu_star = math.sqrt(2) / 24
+        mus = np.geomspace(mu_star / 3, mu_star * 3, points)
+        rows = []
+        for mu in mus:
+            free = convex.ce_nuclear(counts, float(mu), bias=True, lam_b=lam_b)
+            tied = convex.ce_nuclear(counts, float(mu), bias=True, lam_b=lam_b, tied=[[2, 3]])
+            rows.append({"mu": float(mu), "tying_cost": max(tied.lower - free.upper, 0.0),
+                         "row_distance": float(np.linalg.norm(free.X[2] - free.X[3])), "gap": free.gap})
+        out["hong2023"] = {"counts": counts, "lam_b": lam_b, "threshold_mu": mu_star, "points": rows}
+    if "liu2024.mse-deep-bias-imbalanced" in want:
+        from ncverify.proofs_checks.catalogue.liu2024 import liu_prediction
+
+        lams = np.geomspace(1e-3, 3e-1, 3 * points)
+        rows = []
+        for lam in lams:
+            inst = Instance.create([8, 4, 2], width=3, depth=2, lam_w=1e-1, lam_h=float(f"{lam:.6g}"), bias=True)
+            rows.append({"lam_h": inst.lam_h, "s": liu_prediction(inst).scalar_values("s")})
+        out["liu2024"] = {"counts": [8, 4, 2], "depth": 2, "lam_w": 0.1, "points": rows}
+    if "fang2021.lpm" in want and oracle_ok:
+        from ncverify.proofs_checks.catalogue.fang2021 import R_STAR_NOTES, minority_collapse_ratio
+
+        rows = []
+        for R in np.geomspace(1.5, 8.0, points):
+            free = convex.layer_peeled([R, R, 1, 1], 4.0)
+            tied = convex.layer_peeled([R, R, 1, 1], 4.0, tied=[[2, 3]])
+            rows.append({"R": float(R), "tying_cost": max(tied.lower - free.upper, 0.0),
+                         "row_distance": float(np.linalg.norm(free.X[2] - free.X[3]))})
+        bis = minority_collapse_ratio(lo=3.0, hi=4.0, tol=1e-4)
+        out["fang2021"] = {"points": rows, "r_star_bracket": bis["bracket"], "r_star_notes": float(R_STAR_NOTES)}
+    if "thrampoulidis2022.seli" in want:
+        from ncverify.theory.derive import derive
+
+        rows = []
+        for R in (1, 2, 3, 5, 8, 12, 20, 40):
+            p = derive("max-margin", Instance.create([R, R, 1, 1], width=4, loss="ce", lam_w=1.0, lam_h=1.0))
+            d = p.gram_targets["WWT"].diag
+            rows.append({"R": R, "majority_norm2": float(d[0].value), "minority_norm2": float(d[2].value),
+                         "f": float(p.objective.value)})
+        out["thrampoulidis2022"] = {"points": rows}
+    return out
+
+
+def field_theorems_figure(data: dict, path: Path) -> str | None:
+    """``field_theorems.png``: one panel per theorem present in ``data`` (``field_theorems_data``)."""
+    panels = [k for k in ("hong2023", "liu2024", "fang2021", "thrampoulidis2022") if k in data]
+    if not panels:
+        return None
+    fig, axes = plt.subplots(1, len(panels), figsize=(4.6 * len(panels), 3.8), squeeze=False)
+    for ax, key in zip(axes[0], panels):
+        d = data[key]
+        if key == "hong2023":
+            x = [r["mu"] for r in d["points"]]
+            ax.plot(x, [r["row_distance"] for r in d["points"]], "o-", color="tab:blue",
+                    label="||w_3 - w_4|| (oracle point)")
+            ax.plot(x, [r["tying_cost"] for r in d["points"]], "s--", color="tab:red",
+                    label="certified cost of tying w_3 = w_4")
+            ax.axvline(d["threshold_mu"], color="k", lw=1, label="derived sqrt(n_B)/N")
+            ax.set_xscale("log")
+            ax.set_yscale("symlog", linthresh=1e-6)
+            ax.set_ylim(bottom=0)
+            ax.set_xlabel("mu = sqrt(lambda_W lambda_H)")
+            ax.set_title("hong2023: minority collapse, n = [10,10,2,2]", fontsize=9)
+        elif key == "liu2024":
+            x = [r["lam_h"] for r in d["points"]]
+            S = np.array([r["s"] for r in d["points"]])
+            for i in range(S.shape[1] - 1):  # the last singular value of Yhat is 0
+                ax.plot(x, S[:, i], ".-", label=f"s_{i + 1}* (mode {i + 1})")
+            ax.set_xscale("log")
+            ax.set_xlabel("lambda_H (lambda_W = 0.1)")
+            ax.set_ylabel("singular value of Z")
+            ax.set_title("liu2024: M = 2, n = [8,4,2]: jumps to 0", fontsize=9)
+        elif key == "fang2021":
+            x = [r["R"] for r in d["points"]]
+            ax.plot(x, [r["row_distance"] for r in d["points"]], "o-", color="tab:blue",
+                    label="||w_3 - w_4|| (oracle point)")
+            ax.plot(x, [r["tying_cost"] for r in d["points"]], "s--", color="tab:red",
+                    label="certified cost of tying w_3 = w_4")
+            if d["r_star_bracket"]:
+                ax.axvline(float(np.mean(d["r_star_bracket"])), color="k", lw=1,
+                           label=f"R* by bisection = {np.mean(d['r_star_bracket']):.5f}")
+            ax.set_xscale("log")
+            ax.set_yscale("symlog", linthresh=1e-6)
+            ax.set_ylim(bottom=0)
+            ax.set_xlabel("R = n_A / n_B (K_A = K_B = 2, E_W = E_H = 1)")
+            ax.set_title("fang2021: layer-peeled minority collapse", fontsize=9)
+        else:
+            x = [r["R"] for r in d["points"]]
+            ax.plot(x, [r["majority_norm2"] for r in d["points"]], "o-", label="||w_k||^2, majority")
+            ax.plot(x, [r["minority_norm2"] for r in d["points"]], "s-", label="||w_k||^2, minority")
+            ax.set_xscale("log")
+            ax.set_xlabel("R = n_A / n_B, counts [R, R, 1, 1]")
+            ax.set_title("thrampoulidis2022: SELI classifier norms", fontsize=9)
+        ax.legend(fontsize=7)
+        ax.tick_params(labelsize=7)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)

@@ -27,7 +27,8 @@ results.json keys (schema_version 1; the number changes only when a key is remov
               reproduce}], seconds}],
   mutants: {caught, total, missed: [id], results: [same rows as theorems]},
   lemmas, wrong_lemmas, lemma_findings, lemma_seconds (when the lemmas ran; ``proofs_checks.lemmas``),
-  changed_verdicts: [theorem id or "lemma:<id>" whose verdict differs from the record].
+  changed_verdicts: [theorem id or "lemma:<id>" whose verdict differs from the record];
+  skipped: [{id, reason}] theorems and mutants left out because an optional extra is missing (the convex oracle).
 """
 from __future__ import annotations
 
@@ -79,7 +80,15 @@ def run_catalogue(theorems: list[Theorem], mutants: list[Theorem], budget: Budge
     from ncverify.proofs_checks import distributed
     from ncverify.proofs_checks.lemmas import by_lemma_id, select, summarize
 
+    from ncverify.numerics import convex
+
     t0 = time.perf_counter()
+    skipped: list[dict] = []
+    if not convex.available():  # theorems only the convex oracle can settle are skipped, with the install command
+        skipped = [{"id": t.id, "reason": f"needs the convex oracle: {convex.INSTALL}"}
+                   for t in theorems + mutants if t.needs_oracle]
+        theorems = [t for t in theorems if not t.needs_oracle]
+        mutants = [t for t in mutants if not t.needs_oracle]
     say = progress or (lambda phase, msg, i, n: None)
     ex = executor if executor is not None else distributed.InProcess()
     user = _user_ids(theorems + mutants) if theorems_file else set()
@@ -144,6 +153,7 @@ def run_catalogue(theorems: list[Theorem], mutants: list[Theorem], budget: Budge
                     "missed": [r.theorem.id for r in mut if r.verdict != "refuted"],
                     "results": [row(r) for r in mut]},
         "changed_verdicts": changed,
+        "skipped": skipped,
         "executor": ex.description,
         "_objects": results,
     }
@@ -313,6 +323,8 @@ def markdown(data: dict, figures: list[str]) -> str:
     lines.append(head)
     if data["changed_verdicts"]:
         lines.append(f"**Verdicts that differ from the record: {', '.join(data['changed_verdicts'])}**")
+    for s in data.get("skipped", []):
+        lines.append(f"Skipped {s['id']}: {s['reason']}")
     else:
         lines.append("Every verdict equals the recorded one.")
     lines += ["", "**verified** = an independent multi-start float64 minimizer matched the claim within derived "

@@ -238,7 +238,7 @@ def test_a_refutation_only_the_numerics_see_is_shrunk_to_a_small_instance():
     from ncverify.proofs_checks.verify import cheap_check
     from ncverify.theory.prediction import Exact, Prediction
 
-    base = nv.get_theorem("tirer2022.mse-ufm")
+    base = nv.get_theorem("tirer2022.extended-linear")  # depth 2: no convex oracle (it would see the value at M = 1)
 
     def too_high(inst):  # half the labels' energy: above the true minimum (< 1/2) everywhere but deep collapse
         return Prediction(family="ce-deep", instance=inst.as_dict(), objective=Exact(0.75, None, "wrong"))

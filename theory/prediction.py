@@ -174,6 +174,9 @@ class Prediction:
     singular_values: ``SingularValues``; gram_targets: name ("WWT", "HbarTHbar", ...) -> ``GramTarget``.
     class_mean_norms: ||hbar_k|| per class; bias: the optimal bias (None without a bias or unstated);
     collapsed_classes: 0-based k whose class mean and row of W are 0 (None = not stated).
+    rows_equal: statements about rows of W (the classifiers w_k): ((classes, equal), ...) says that the rows of
+      the 0-based ``classes`` coincide (equal=True: "minority collapse" when they are the minority classes) or are
+      pairwise distinct (equal=False); None = not stated.
     undetermined: what the statement leaves free (rotations, pre-activation geometry, ...);
     free_fields: fields given only to build the claimed point, never compared ("layers",
       "class_mean_norms"); phase_boundaries / candidates: see the dataclasses above;
@@ -190,6 +193,7 @@ class Prediction:
     class_mean_norms: tuple[Exact, ...] | None = None
     bias: tuple[Exact, ...] | None = None
     collapsed_classes: tuple[int, ...] | None = None
+    rows_equal: tuple[tuple[tuple[int, ...], bool], ...] | None = None
     undetermined: tuple[str, ...] = ()
     free_fields: tuple[str, ...] = ()
     phase_boundaries: tuple[PhaseBoundary, ...] = ()
@@ -214,6 +218,8 @@ class Prediction:
         _set(self, "derivation", _frozen_map(self.derivation))
         for name in ("class_mean_norms", "bias", "collapsed_classes"):
             _set(self, name, _tuple(getattr(self, name)))
+        if self.rows_equal is not None:
+            _set(self, "rows_equal", tuple((tuple(int(k) for k in ks), bool(eq)) for ks, eq in self.rows_equal))
         for name in ("undetermined", "free_fields", "phase_boundaries", "notes"):
             _set(self, name, tuple(getattr(self, name) or ()))
 

@@ -29,7 +29,9 @@ def _num(x: Any, digits: int = 20) -> str:
     return mpmath.nstr(x, digits) if isinstance(x, (mpmath.mpf, mpmath.mpc)) else str(x)
 
 
-def _exact_str(e: Exact, digits: int = 20) -> str:
+def _exact_str(e: Exact | None, digits: int = 20) -> str:
+    if e is None:
+        return "not derived (see the notes)"
     out = _num(e.value, digits)
     if e.expr is not None and not (isinstance(e.expr, sp.Number) and e.expr.is_Float):
         es = _short(e.expr)
@@ -65,6 +67,8 @@ def to_text(pred: Prediction) -> str:
                   f"  ell = (n lambda_H prod_j lambda_Wj)^(1/(M+1)) = {_num(d.get('ell'), 25)}",
                   "  candidates: logit codes (direct sums of circulant blocks, theory.ce_codes), each minimized over "
                   "its amplitudes; total collapse"]
+    elif "reduced_text" in d:  # a family that describes its own reduction in words
+        lines += ["  " + x for x in d["reduced_text"]]
     elif _is_margin(pred):
         lines += [f"  logits a (e_k - 1/K 1):  {d.get('loss_label', 'CE')} = {sp.sstr(d.get('ce'))}",
                   f"  factorization cost per singular value z:  {sp.sstr(d.get('factorization_cost'))}",
@@ -81,6 +85,8 @@ def to_text(pred: Prediction) -> str:
     lines += ["", "STATIONARY EQUATION"]
     if code:
         lines.append("  grad F = 0 in the code's amplitudes theta (Newton in mpmath); see the candidates below")
+    elif "stationary_text" in d:
+        lines += ["  " + x for x in d["stationary_text"]]
     elif _is_margin(pred):
         lines.append(f"  dg/du = 0, u > 0  <=>  {sp.sstr(pred.stationary_equation)},  ell = L n^(1/(M+1))")
         if "closed_form" in d:
@@ -128,7 +134,9 @@ def to_text(pred: Prediction) -> str:
     lines.append(f"  class-mean norms ||hbar_k||: {_list(pred.class_mean_norms)}")
     lines.append(f"  bias: {_list(pred.bias)}")
     lines.append(f"  collapsed classes (0-based): {pred.collapsed_classes}")
-    if pred.objective.expr is not None:
+    for ks, eq in pred.rows_equal or ():
+        lines.append(f"  rows of W for classes {list(ks)} (0-based): {'equal' if eq else 'pairwise distinct'}")
+    if pred.objective is not None and pred.objective.expr is not None:
         lines.append(f"  exact f*: {_short(pred.objective.expr, 400)}")
     lines += ["", "PHASE BOUNDARIES"]
     for b in pred.phase_boundaries:
@@ -166,7 +174,9 @@ def to_latex(pred: Prediction) -> str:
                    + sp.latex(d.get("rho_exist")) + r" \\")
         if "closed_form" in d:
             out.append(r"w^\star &= " + sp.latex(d["closed_form"]["w"]) + r" \\")
-    if pred.objective.expr is not None and len(sp.sstr(pred.objective.expr)) < 2000:
+    if pred.objective is None:
+        out.append(r"f^\star &: \text{not derived}")
+    elif pred.objective.expr is not None and len(sp.sstr(pred.objective.expr)) < 2000:
         out.append(r"f^\star &= " + sp.latex(pred.objective.expr) + r" \approx " + mpmath.nstr(pred.objective.value, 20))
     else:
         out.append(r"f^\star &\approx " + mpmath.nstr(pred.objective.value, 30))
@@ -203,12 +213,13 @@ def to_json(pred: Prediction) -> dict[str, Any]:
         "requested_id": pred.requested_id,
         "instance": _jsonable(pred.instance),
         "dps": pred.dps,
-        "objective": pred.objective.to_json(),
+        "objective": None if pred.objective is None else pred.objective.to_json(),
         "singular_values": {"weights_product": _jsonable(sv.weights_product),
                             "layers": _jsonable(sv.layers),
                             "output": _jsonable(sv.output),
                             "features": _jsonable(sv.features)},
         "collapsed_classes": None if pred.collapsed_classes is None else list(pred.collapsed_classes),
+        "rows_equal": None if pred.rows_equal is None else [[list(ks), eq] for ks, eq in pred.rows_equal],
         "phase_boundaries": [b.to_json() for b in pred.phase_boundaries],
         "scalars": _jsonable(pred.scalars),
         "gram_targets": {k: _jsonable(g.to_json()) for k, g in pred.gram_targets.items()},

@@ -327,6 +327,8 @@ def _print_run_summary(data: dict, out: str) -> None:
         con.print(f"lemmas: {sum(r['verdict'] == 'holds' for r in data['lemmas'])} of {len(data['lemmas'])} hold"
                   + (f" ({'; '.join(odd)})" if odd else "") + f"; wrong lemmas caught: "
                   f"{data['wrong_lemmas']['caught']} of {data['wrong_lemmas']['total']}")
+    for s in data.get("skipped", []):
+        con.print(f"skipped {s['id']}: {s['reason']}", style="yellow", markup=False, highlight=False)
     if data["changed_verdicts"]:
         con.print("verdicts that differ from the record: " + ", ".join(data["changed_verdicts"]), style="bold red",
                   soft_wrap=True, markup=False, highlight=False)

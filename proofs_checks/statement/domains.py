@@ -40,7 +40,8 @@ class Domain:
     losses: full --loss strings drawn from; balanced; depths: the depths M drawn from (any of them); K, n:
     (min, max) classes and samples per class (balanced); n_max: (min, max) of the largest class when imbalanced;
     extra_width: d = K + 0..extra_width; lam: log-uniform range of every lambda; per_layer: one lambda_W per
-    layer (else one for all); bias; lam_b: values drawn from, or lam_b_range (log-uniform); activation; family:
+    layer (else one for all); bias; lam_b: values drawn from, or lam_b_range (log-uniform); activation; two_groups:
+    counts of two class groups, K_A >= 1 classes of n_A and K_B >= 2 of n_B < n_A (n_A up to n_max[1]); family:
     the theory family whose boundaries are aimed at; aim: the parameters moved to ``ratios`` x a boundary value
     (half of the draws), e.g. ("lam_h",) or ("lam_b",).
     """
@@ -59,6 +60,7 @@ class Domain:
     lam_b: tuple[float, ...] = (0.0,)
     lam_b_range: tuple[float, float] | None = None
     activation: str | None = None
+    two_groups: bool = False
     aim: tuple[str, ...] = ("lam_h",)
     ratios: tuple[float, ...] = LAM_H_RATIOS
 
@@ -69,7 +71,13 @@ class Domain:
         @st.composite
         def draw_instance(draw) -> Instance:
             k = draw(st.integers(*self.K))
-            if self.balanced:
+            if self.two_groups:  # K_A majority classes of n_A and K_B >= 2 minority classes of n_B < n_A
+                k = max(k, 3)
+                k_b = draw(st.integers(2, k - 1))
+                n_b = draw(st.integers(1, max(1, self.n_max[1] // 2)))
+                n_a = draw(st.integers(n_b + 1, max(n_b + 1, self.n_max[1])))
+                counts = [n_a] * (k - k_b) + [n_b] * k_b
+            elif self.balanced:
                 counts = [draw(st.integers(*self.n))] * k
             else:
                 top = draw(st.integers(*self.n_max))

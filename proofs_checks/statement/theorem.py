@@ -47,7 +47,10 @@ class Theorem:
     instances (``statement.domain``); claim(inst) -> Prediction; defaults: instance flags the theorem
     implies (loss, bias, ...); variant: the loss variant the theorem needs registered (``variants``);
     min_starts: landscapes with spurious local minima (ReLU) need more random starts; shape_claims: qualitative
-    claims about any layer (``statement.shapes``), checked at every numeric minimizer that reaches the claimed minimum.
+    claims about any layer (``statement.shapes``), checked at every numeric minimizer that reaches the claimed minimum;
+    model: "ufm" (the training objective, solved by the torch solvers) or "max-margin" / "layer-peeled" (a convex
+    program, whose numerics are the convex oracle's certificates, ``verify.convex_model``); requires: optional extras
+    the check cannot do without ("convex" when only the oracle states the reference minimum).
     """
 
     id: str
@@ -69,10 +72,14 @@ class Theorem:
     min_starts: int = 1
     notes: tuple[str, ...] = field(default_factory=tuple)
     variant: Any = None  # a ``variants.LossVariant`` registered by ``prepare()``
+    model: str = "ufm"  # "ufm" (the training objective) or a convex program checked by the oracle (``verify.convex_model``)
+    requires: tuple[str, ...] = ()  # optional extras the check cannot do without ("convex": the convex oracle)
 
     def __post_init__(self) -> None:
         if isinstance(self.shape_claims, str):
             raise ValueError(f"{self.id}: shape_claims must be a tuple of names, got the string {self.shape_claims!r}")
+        if self.model not in ("ufm", "max-margin", "layer-peeled"):
+            raise ValueError(f"{self.id}: model must be ufm, max-margin or layer-peeled, got {self.model!r}")
         for name in self.shape_claims:
             try:
                 shapes.parse(name)
@@ -89,6 +96,11 @@ class Theorem:
         if self.variant is not None:
             self.variant.register()
         return self
+
+    @property
+    def needs_oracle(self) -> bool:
+        """Whether the check needs the convex oracle (``pip install 'ncverify[convex]'``) to settle anything."""
+        return self.model != "ufm" or "convex" in self.requires
 
     @property
     def is_mutant(self) -> bool:

@@ -11,7 +11,9 @@ from typing import Any, Sequence
 
 from ncverify.numerics.problem import Instance
 from ncverify.theory.prediction import Prediction
+from ncverify.proofs_checks.verify.convex_model import model_exact, model_numerics
 from ncverify.proofs_checks.verify.decide import decide
+from ncverify.proofs_checks.verify.oracle import Reference, oracle_stage
 from ncverify.proofs_checks.verify.evidence import VERDICTS, Check, CheckResult, Evidence, Status, Verdict
 from ncverify.proofs_checks.verify.stages import (compare_with_derivation, construct_claimed_point, derivation_stage,
                                          gram_from_target, numerics_stage, point_evidence, point_stage,
@@ -64,19 +66,29 @@ class ExactCache:
         self._d: dict = {}
         self.values_only = values_only
 
-    def exact(self, theorem, inst: Instance, dps: int) -> tuple[Prediction, Any, float | None, list[Evidence]]:
-        """(claim, derivation, claimed minimum, evidence of stages 1 and 2) of ``theorem`` on ``inst``."""
+    def exact(self, theorem, inst: Instance, dps: int) -> tuple[Prediction, Any, Reference | None, list[Evidence], dict | None]:
+        """``_exact`` of ``theorem`` on ``inst``: claim, derivation, reference minimum, evidence, oracle summary."""
         key = (theorem.id, inst, dps)
         if key not in self._d:
             self._d[key] = _exact(theorem, inst, dps, exact=not self.values_only)
         return self._d[key]
 
 
-def _exact(theorem, inst: Instance, dps: int, exact: bool = True) -> tuple[Prediction, Any, float | None, list[Evidence]]:
+def _exact(theorem, inst: Instance, dps: int, exact: bool = True) -> tuple[Prediction, Any, Reference | None, list[Evidence],
+                                                                         dict | None]:
+    """(claim, derivation, reference minimum, evidence of the exact side, convex oracle summary or None)."""
     claim = evaluate_claim(theorem, inst)
+    if getattr(theorem, "model", "ufm") != "ufm":
+        return model_exact(theorem, claim, inst, dps, exact=exact)
     deriv, ev = derivation_stage(theorem.family, claim, inst, dps, exact=exact)
+    oev, oref, osum = oracle_stage(claim, deriv, inst)
     claimed_f, pev = point_stage(claim, inst, deriv)
-    return claim, deriv, claimed_f, ev + pev
+    ref = Reference(claimed_f) if claimed_f is not None else oref
+    if claimed_f is None and oref is not None:
+        pev.append(Evidence(Check.POINT, "reference minimum", Status.INFO,
+                            detail=f"neither the claim nor the derivation states f*: the convex oracle's certified "
+                                   f"value {oref.value:.15g} +- {oref.radius:.2g} is the reference"))
+    return claim, deriv, ref, ev + oev + pev, osum
 
 
 def check_many(theorem, insts: Sequence[Instance], *, solver: str = "lbfgs", starts: int = 3, seed: int = 0,
@@ -94,17 +106,23 @@ def check_many(theorem, insts: Sequence[Instance], *, solver: str = "lbfgs", sta
     staged = []
     for inst in insts:
         theorem.validate(inst)
-        claim, deriv, claimed_f, ev = cache.exact(theorem, inst, dps) if cache is not None else _exact(theorem, inst, dps)
-        staged.append((inst, claim, deriv, claimed_f, ev))
+        claim, deriv, ref, ev, osum = cache.exact(theorem, inst, dps) if cache is not None else _exact(theorem, inst, dps)
+        staged.append((inst, claim, deriv, ref, ev, osum))
     t_exact = time.perf_counter() - t0
+    if getattr(theorem, "model", "ufm") != "ufm":
+        return [_model_result(theorem, inst, claim, deriv, ref, ev, osum, t_exact / max(1, len(insts)))
+                for inst, claim, deriv, ref, ev, osum in staged]
     t1 = time.perf_counter()
     results = solve_instances(list(insts), starts=starts, seed=seed, solver=solver, device=device, max_iter=max_iter)
     t_solve = (time.perf_counter() - t1) / max(1, len(insts))
     out = []
-    for (inst, claim, deriv, claimed_f, ev), res in zip(staged, results):
+    for (inst, claim, deriv, ref, ev, osum), res in zip(staged, results):
         t2 = time.perf_counter()
-        nev, num, best = numerics_stage(theorem, claim, inst, deriv, claimed_f, solver=solver, starts=starts, seed=seed,
-                                        device=device, max_iter=max_iter, result=res)
+        nev, num, best = numerics_stage(theorem, claim, inst, deriv, None if ref is None else ref.value, solver=solver,
+                                        starts=starts, seed=seed, device=device, max_iter=max_iter, result=res,
+                                        ref_radius=0.0 if ref is None else ref.radius)
+        if osum is not None:
+            num["convex_oracle"] = osum
         ev = ev + nev
         verdict, reason = decide(ev)
         out.append(CheckResult(theorem=theorem.id, instance=inst, verdict=verdict, reason=reason, evidence=ev,
@@ -113,6 +131,18 @@ def check_many(theorem, insts: Sequence[Instance], *, solver: str = "lbfgs", sta
                                reproduce=reproduce_command(theorem, inst),
                                history=getattr(best, "history", None) if record_history else None))
     return out
+
+
+def _model_result(theorem, inst: Instance, claim: Prediction, deriv: Any, ref: Any, ev: list[Evidence], osum: Any,
+                  seconds: float) -> CheckResult:
+    """The check of a convex-model theorem (``verify.convex_model``): its numerics are the convex oracle's."""
+    t0 = time.perf_counter()
+    nev, num = model_numerics(theorem, claim, inst, ref, osum)
+    ev = ev + nev
+    verdict, reason = decide(ev)
+    return CheckResult(theorem=theorem.id, instance=inst, verdict=verdict, reason=reason, evidence=ev,
+                       claim=prediction_json(claim), derivation=prediction_json(deriv), numerics=num,
+                       seconds=seconds + time.perf_counter() - t0, reproduce=reproduce_command(theorem, inst))
 
 
 def cheap_check(theorem, inst: Instance, dps: int = 40, cache: ExactCache | None = None) -> list[Evidence]:

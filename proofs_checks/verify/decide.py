@@ -2,12 +2,12 @@
 
 | evidence                                                            | verdict       |
 |---------------------------------------------------------------------|---------------|
-| any FAIL (claim vs derivation, claimed point, numerics)              | refuted       |
+| any FAIL (claim vs derivation, claimed point, convex oracle, numerics) | refuted     |
 | else any UNSETTLED, or no MATCH that PASSed                          | inconclusive  |
 | else (a numeric minimizer reached the claimed minimum, all matched)  | verified      |
 
 The reason names the first three failing (or unsettled) quantities, numerics first (an actual point is the
-strongest evidence), then the claimed point, then the derivation.
+strongest evidence), then the convex oracle and the claimed point, then the derivation.
 """
 from __future__ import annotations
 
@@ -15,7 +15,7 @@ from typing import Iterable
 
 from ncverify.proofs_checks.verify.evidence import Check, Evidence, Status, Verdict
 
-_ORDER = {Check.NUMERICS: 0, Check.MATCH: 0, Check.POINT: 1, Check.DERIVATION: 2}
+_ORDER = {Check.NUMERICS: 0, Check.MATCH: 0, Check.ORACLE: 1, Check.POINT: 1, Check.DERIVATION: 2}
 
 
 def _numbers(e: Evidence, word: str) -> str:

@@ -30,6 +30,7 @@ class Check(_Word):
     POINT = "claimed point"  # the point the claim describes, built explicitly and evaluated in float64
     NUMERICS = "numerics"  # multi-start float64 minimizers of the full objective
     MATCH = "numeric match"  # did the best numeric point reach the claimed minimum (what "verified" needs)
+    ORACLE = "convex oracle"  # a convex program's certified optimum (duality gap), a third source of truth
 
 
 class Status(_Word):

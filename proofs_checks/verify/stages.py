@@ -81,12 +81,38 @@ def prediction_json(p: Prediction | None) -> dict | None:
         "class_mean_norms": _vals(p.class_mean_norms),
         "bias": _vals(p.bias),
         "collapsed_classes": None if p.collapsed_classes is None else list(p.collapsed_classes),
+        "rows_equal": None if p.rows_equal is None else [[list(ks), eq] for ks, eq in p.rows_equal],
         "scalars": {k: _vals(v) for k, v in p.scalars.items()},
     }
 
 
+def _short_list(xs: list, keep: int = 8) -> str:
+    """At most ``keep`` values at 12 digits (a K x K matrix's entries would flood the report)."""
+    shown = [mp.nstr(x, 12) for x in xs[:keep]]
+    return str(shown) if len(xs) <= keep else str(shown)[:-1] + f", ... ({len(xs)} values)]"
+
+
 def _rel(a: mp.mpf, b: mp.mpf) -> mp.mpf:
     return abs(a - b) / max(abs(a), abs(b), mp.mpf(10) ** -30)
+
+
+def compare_rows_equal(claimed: Any, other: Any, check: Check, source: str) -> list[Evidence]:
+    """The claim's statements about equal rows of W (``Prediction.rows_equal``) against another source's
+    (``source``: "derived", "convex oracle") for the same classes; statements the other source does not make are
+    not compared (an info line says so)."""
+    if claimed is None or other is None:
+        return []
+    theirs = {tuple(sorted(ks)): eq for ks, eq in other}
+    ev = []
+    for ks, eq in claimed:
+        name = f"rows of W for classes {list(ks)} {'equal' if eq else 'pairwise distinct'}"
+        their = theirs.get(tuple(sorted(ks)))
+        if their is None:
+            ev.append(Evidence(check, name, Status.INFO, detail=f"the {source} side states nothing about these rows"))
+        else:
+            ev.append(Evidence(check, name, Status.PASS if their == eq else Status.FAIL,
+                               detail=f"claim {'equal' if eq else 'distinct'} vs {source} {'equal' if their else 'distinct'}"))
+    return ev
 
 
 # ---------------------------------------------------------------------------------------------
@@ -115,7 +141,7 @@ def compare_with_derivation(claim: Prediction, deriv: Prediction, dps: int) -> l
                 for x, y in zip(av, bv)]
         e = max(errs) if errs else mp.mpf(0)
         ev.append(Evidence(Check.DERIVATION, name, Status.PASS if e <= t_arg.value else Status.FAIL, float(e), t_arg.value,
-                           t_arg.origin, f"claim {[mp.nstr(x, 12) for x in av]} vs derived {[mp.nstr(x, 12) for x in bv]}"))
+                           t_arg.origin, f"claim {_short_list(av)} vs derived {_short_list(bv)}"))
 
     csv, dsv = claim.singular_values, deriv.singular_values
     free = set(claim.free_fields)  # fields that only build the claimed point, not compared
@@ -132,7 +158,8 @@ def compare_with_derivation(claim: Prediction, deriv: Prediction, dps: int) -> l
         same = sorted(claim.collapsed_classes) == sorted(deriv.collapsed_classes)
         ev.append(Evidence(Check.DERIVATION, "collapsed classes", Status.PASS if same else Status.FAIL,
                            detail=f"claim {sorted(claim.collapsed_classes)} vs derived {sorted(deriv.collapsed_classes)}"))
-    for key in ("WWT", "HbarTHbar"):
+    ev.extend(compare_rows_equal(claim.rows_equal, deriv.rows_equal, Check.DERIVATION, "derived"))
+    for key in ("WWT", "HbarTHbar", "WHbar"):
         ct, dt = claim.gram_targets.get(key), deriv.gram_targets.get(key)
         if ct is None or dt is None:
             continue
@@ -147,6 +174,9 @@ def compare_with_derivation(claim: Prediction, deriv: Prediction, dps: int) -> l
                            detail=f"claim {ck} vs derived {dk}"))
         if ct.diag is not None and dt.diag is not None:
             cmp_lists(f"diagonal of {_gram_name(key)}", ct.diag, dt.diag, sort=False)
+        if ct.matrix is not None and dt.matrix is not None and not (ct.relabel or dt.relabel):
+            cmp_lists(f"entries of {_gram_name(key)}", [x for r in ct.matrix for x in r], [x for r in dt.matrix for x in r],
+                      sort=False)
     return ev
 
 
@@ -314,6 +344,31 @@ def _compare_shapes(theorem, claim: Prediction, inst: Instance, p: dict, eval_to
         same = len(zero) == len(claim.collapsed_classes) if relabel else sorted(zero) == sorted(claim.collapsed_classes)
         ev.append(Evidence(Check.NUMERICS, "collapsed classes (rows of W that vanish)", Status.PASS if same else Status.FAIL,
                            detail=f"claimed {sorted(claim.collapsed_classes)}, numeric {zero} (zero: ||w_k|| <= {dW:.2g})"))
+    ev.extend(numeric_rows_equal(claim.rows_equal, G["W"], dW))
+    return ev
+
+
+def numeric_rows_equal(rows_equal: Any, W: np.ndarray, dW: float) -> list[Evidence]:
+    """The claim's equal / distinct rows of W (``Prediction.rows_equal``) at a numeric minimizer whose W is
+    within dW of a true minimizer's (spectral norm, so every row too): two rows are equal there iff they are
+    within 2 dW of each other."""
+    ev = []
+    tol = 2 * dW
+    origin = f"each row of W moves by <= dW = {dW:.2g} (argmin distance), so equal rows stay within 2 dW"
+    for ks, eq in rows_equal or ():
+        dists = [float(np.linalg.norm(W[k] - W[l])) for k, l in itertools.combinations(ks, 2)]
+        if not dists:
+            continue
+        name = f"rows of W for classes {list(ks)} {'equal' if eq else 'pairwise distinct'}"
+        if eq:
+            e = max(dists)
+            ev.append(Evidence(Check.NUMERICS, name, Status.PASS if e <= tol else Status.FAIL, e, tol, origin,
+                               "largest distance between two of these rows"))
+        else:
+            e = min(dists)  # not an error: it must EXCEED the tolerance, so it is reported in the detail only
+            ev.append(Evidence(Check.NUMERICS, name, Status.PASS if e > tol else Status.FAIL,
+                               detail=f"smallest distance between two of these rows {e:.3g}, must exceed {tol:.3g} "
+                                      f"({origin})"))
     return ev
 
 
@@ -372,9 +427,10 @@ def point_stage(claim: Prediction, inst: Instance, deriv: Prediction | None
 
 def numerics_stage(theorem: Any, claim: Prediction, inst: Instance, deriv: Prediction | None, claimed_f: float | None,
                    *, solver: str, starts: int, seed: int, device: str = "auto", max_iter: int | None = None,
-                   result: Any = None) -> tuple[list[Evidence], dict, Any]:
+                   result: Any = None, ref_radius: float = 0.0) -> tuple[list[Evidence], dict, Any]:
     """Stage 3: multi-start float64 minimizers (the start portfolio, batched; ``result`` = an already computed
-    ``MultiStartResult`` of these starts, e.g. from one batched solve of many instances); a point below the
+    ``MultiStartResult`` of these starts, e.g. from one batched solve of many instances); ``ref_radius``: the
+    certified uncertainty of ``claimed_f`` when it is the convex oracle's value (0 for a stated f*); a point below the
     claimed minimum refutes, a best point at the claimed minimum (MATCH) is compared on every claimed quantity.
     Returns (evidence, numerics summary, best run)."""
     ev: list[Evidence] = []
@@ -398,11 +454,15 @@ def numerics_stage(theorem: Any, claim: Prediction, inst: Instance, deriv: Predi
                            detail=f"{hess.get('reason', 'no Hessian')}: no curvature, so no derived match tolerance"))
     if claimed_f is not None:
         below = claimed_f - best.objective
+        lim = 2 * eval_tol.value + ref_radius
         ev.append(Evidence(Check.NUMERICS, "numeric objective vs claimed minimum (a lower point refutes)",
-                           Status.FAIL if below > 2 * eval_tol.value else Status.PASS, max(below, 0.0),
-                           2 * eval_tol.value, "2 x " + eval_tol.origin,
+                           Status.FAIL if below > lim else Status.PASS, max(below, 0.0), lim,
+                           "2 x " + eval_tol.origin + (f" + the oracle's certified radius {ref_radius:.2g}"
+                                                       if ref_radius else ""),
                            f"numeric {best.objective:.15g} (start {best.start}, seed {best.seed}) vs claimed {claimed_f:.15g}"))
     match_tol = tl.objective_match(eval_tol, best.grad_norm, mu)
+    if ref_radius:
+        match_tol = tl.Tol(match_tol.value + ref_radius, match_tol.origin + f" + the oracle's certified radius {ref_radius:.2g}")
     matched = claimed_f is not None and abs(best.objective - claimed_f) <= match_tol.value
     if deriv is not None and deriv.objective is not None:
         d = _val(deriv.objective)

@@ -21,6 +21,8 @@ from typing import Protocol, runtime_checkable
 from ncverify.theory.errors import TheoryInputError
 from ncverify.theory.families.ce_deep import CeDeep
 from ncverify.theory.families.ce_deep_etf import CeDeepEtf
+from ncverify.theory.families.ce_imbalanced import CeImbalanced
+from ncverify.theory.families.convex_programs import LayerPeeled, MaxMargin
 from ncverify.theory.families.etf_margin import EtfMarginFamily
 from ncverify.theory.families.extended_linear import ExtendedLinear
 from ncverify.theory.families.mse_bias_regularized import MseBiasRegularized
@@ -50,6 +52,9 @@ BUILTIN: tuple[Family, ...] = (
     CeDeep(),
     ExtendedLinear(),
     MseBiasRegularized(),
+    CeImbalanced(),
+    MaxMargin(),
+    LayerPeeled(),
 )
 _REGISTRY: dict[str, Family] = {f.name: f for f in BUILTIN}
 
