@@ -146,7 +146,7 @@ def buckets(insts: Sequence[Instance], waste: float = 3.0) -> list[list[int]]:
 # ---------------------------------------------------------------------------------------------
 # a padded group of problems
 # ---------------------------------------------------------------------------------------------
-_PER_PROBLEM = ("mask", "fill", "y", "w", "cls", "lam_w", "lam_h", "lam_b", "is_ce", "relu", "Y", "sc")
+_PER_PROBLEM = ("mask", "fill", "y", "w", "cls", "lam_w", "lam_h", "lam_b", "is_ce", "relu", "deep", "Y", "sc")
 
 
 class Group:
@@ -194,6 +194,7 @@ class Group:
         lam_b = torch.zeros(B, dtype=dtype)
         is_ce = torch.zeros(B, dtype=torch.bool)
         relu = torch.zeros(B, dtype=torch.bool)
+        deep = torch.zeros(B, dtype=torch.bool)
         eye = torch.eye(d, dtype=dtype).reshape(-1)
         for p, inst in enumerate(insts):
             mask[p, self.index[p]] = 1.0
@@ -208,7 +209,8 @@ class Group:
             lam_h[p] = inst.lam_h
             lam_b[p] = inst.lam_b if inst.bias else 0.0
             is_ce[p] = inst.loss == "ce"
-            relu[p] = inst.activation == "relu" and inst.depth > 1
+            relu[p] = inst.activation in ("relu", "relu-deep") and inst.depth > 1
+            deep[p] = inst.activation == "relu-deep" and inst.depth > 2
         sc = torch.ones(B, self.n, dtype=dtype)
         for p, inst in enumerate(insts):
             for j, scale in zip(self._slots(inst), block_scales(inst)):
@@ -216,10 +218,15 @@ class Group:
         Y = torch.zeros(B, K, N, dtype=dtype)
         Y.scatter_(1, y[:, None, :], 1.0)
         Y = Y * (w[:, None, :] > 0)
+        for p, inst in enumerate(insts):  # real-valued targets: Y = T E
+            T = inst.target_prototypes()
+            if T is not None:
+                Y[p, : inst.K, : inst.N] = torch.tensor(T, dtype=dtype) @ Y[p, : inst.K, : inst.N]
         to = lambda t: t.to(device)  # noqa: E731
         self.mask, self.fill, self.y, self.w, self.cls = to(mask), to(fill), to(y), to(w), to(cls)
         self.lam_w, self.lam_h, self.lam_b, self.Y, self.sc = to(lam_w), to(lam_h), to(lam_b), to(Y), to(sc)
-        self.is_ce, self.relu = to(is_ce), to(relu)
+        self.is_ce, self.relu, self.deep = to(is_ce), to(relu), to(deep)
+        self.any_deep = bool(deep.any())
         self.any_ce, self.any_mse = bool(is_ce.any()), bool((~is_ce).any())
         self.any_relu = bool(relu.any())
         self.padded_classes = any(i.K < K for i in insts)
@@ -273,10 +280,29 @@ class Group:
         views = [X[:, o:o + s].view(B, *shp) for o, s, shp in zip(self.offsets, self.sizes, self.shapes)]
         return views[: self.M], views[self.M], (views[self.M + 1] if self.bias else None)
 
+    def _activated(self, j: int) -> torch.Tensor:
+        """(B,) bool: does a ReLU follow slot j (0-based, j < M - 1)? After slot 0 for the ReLU models, after every
+        slot but the last for the DUFM (on a shallower DUFM's frozen identity slots it acts on nonnegative features
+        and changes nothing)."""
+        return self.relu if j == 0 else self.deep
+
+    def _deep_forward(self, Ws: list[torch.Tensor], H: torch.Tensor) -> tuple[list, torch.Tensor]:
+        """Layer by layer (the DUFM): ([(input, pre-activation, ReLU flags) per hidden slot], features entering
+        the last slot)."""
+        cache, X = [], H
+        for j, W in enumerate(Ws[:-1]):
+            pre = torch.bmm(W, X)
+            act = self._activated(j)
+            cache.append((X, pre, act))
+            X = torch.where(act[:, None, None], torch.relu(pre), pre)
+        return cache, X
+
     def objective(self, X: torch.Tensor) -> torch.Tensor:
         """f of every problem (a (B,) tensor) at the padded points X (B, n)."""
         Ws, H, b = self.parts(X)
-        if self.any_relu:
+        if self.any_deep:
+            feats, rest = self._deep_forward(Ws, H)[1], Ws[-1:]
+        elif self.any_relu:
             pre = torch.bmm(Ws[0], H)
             feats = torch.where(self.relu[:, None, None], torch.relu(pre), pre)
             rest = Ws[1:]
@@ -339,6 +365,8 @@ class Group:
         Ws, H, b = self.parts(X)
         G = torch.zeros_like(X)
         gWs, gH, gb = self.parts(G)
+        if self.any_deep:
+            return self._deep_value_and_grad(Ws, H, b, G, gWs, gH, gb)
         if self.any_relu:
             pre = torch.bmm(Ws[0], H)
             feats = torch.where(self.relu[:, None, None], torch.relu(pre), pre)
@@ -368,6 +396,33 @@ class Group:
             gH.copy_(torch.bmm(Ws[0].transpose(1, 2), dpre))
         else:
             gH.copy_(dF)
+        f = data
+        for j, W in enumerate(Ws):
+            lam = self.lam_w[:, j]
+            f = f + 0.5 * lam * (W * W).sum(dim=(1, 2))
+            gWs[j].add_(lam[:, None, None] * W)
+        f = f + 0.5 * self.lam_h * (H * H).sum(dim=(1, 2))
+        gH.add_(self.lam_h[:, None, None] * H)
+        if b is not None:
+            f = f + 0.5 * self.lam_b * (b * b).sum(dim=1)
+            gb.copy_(D.sum(dim=2) + self.lam_b[:, None] * b)
+        return f, G * self.mask
+
+    def _deep_value_and_grad(self, Ws, H, b, G, gWs, gH, gb) -> tuple[torch.Tensor, torch.Tensor]:
+        """``_value_and_grad`` for groups with a DUFM: backpropagation layer by layer through every ReLU."""
+        cache, F = self._deep_forward(Ws, H)
+        Z = torch.bmm(Ws[-1], F)
+        if b is not None:
+            Z = Z + b[:, :, None]
+        data, D = self._data_and_grad(Z)
+        gWs[-1].copy_(torch.bmm(D, F.transpose(1, 2)))
+        dX = torch.bmm(Ws[-1].transpose(1, 2), D)
+        for j in range(len(cache) - 1, -1, -1):
+            Xin, pre, act = cache[j]
+            dpre = dX * torch.where(act[:, None, None], (pre > 0).to(dX.dtype), torch.ones_like(dX))
+            gWs[j].copy_(torch.bmm(dpre, Xin.transpose(1, 2)))
+            dX = torch.bmm(Ws[j].transpose(1, 2), dpre)
+        gH.copy_(dX)
         f = data
         for j, W in enumerate(Ws):
             lam = self.lam_w[:, j]

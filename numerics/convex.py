@@ -325,14 +325,16 @@ def _ce_certificate(X: np.ndarray, b: np.ndarray | None, y: np.ndarray, w: np.nd
 
 # ---------------------------------------------------------------------------------------------
 # MSE + nuclear norm (the MSE UFM at M = 1)
-def mse_nuclear(counts: Sequence[int], mu: float, bias: bool = False) -> Certificate:
-    """min over X (and an unregularized b) of (1/(2N)) ||X + b sqrt(n)^T - D^(1/2)||_F^2 + mu ||X||_* (class level:
-    X = Zbar D^(1/2)). Dual: nu with ||nu||_2 <= mu (and nu sqrt(n) = 0 with a bias) gives the lower bound
-    -<nu, D^(1/2)> - (N/2) ||nu||_F^2; nu = the data term's gradient at the returned point (projected, scaled)."""
+def mse_nuclear(counts: Sequence[int], mu: float, bias: bool = False, targets: Sequence[Sequence[float]] | None = None
+                ) -> Certificate:
+    """min over X (and an unregularized b) of (1/(2N)) ||X + b sqrt(n)^T - A||_F^2 + mu ||X||_* with A = T D^(1/2)
+    (class level: X = Zbar D^(1/2); T = the regression targets' prototypes, the identity for one-hot labels). Dual:
+    nu with ||nu||_2 <= mu (and nu sqrt(n) = 0 with a bias) gives the lower bound -<nu, A> - (N/2) ||nu||_F^2;
+    nu = the data term's gradient at the returned point (projected, scaled)."""
     cp = require_cvxpy()
     n = np.asarray(counts, dtype=float)
     N, K = float(n.sum()), len(n)
-    A = np.diag(np.sqrt(n))
+    A = (np.asarray(targets, dtype=float) if targets is not None else np.eye(K)) @ np.diag(np.sqrt(n))
     X = cp.Variable((K, K))
     b = cp.Variable(K) if bias else None
     R = X - A + (cp.reshape(b, (K, 1), order="F") @ np.sqrt(n)[None, :] if bias else 0)

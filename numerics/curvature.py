@@ -354,7 +354,7 @@ class _HVP:
     """v -> Hess f(theta) v by double backward through a retained gradient graph (see the module docstring)."""
 
     def __init__(self, inst: Instance, x: torch.Tensor) -> None:
-        f = models.flat_objective(inst, models.labels(inst.counts, dtype=x.dtype, device=x.device))
+        f = models.flat_objective(inst, models.targets(inst, dtype=x.dtype, device=x.device))
         self.x = x.detach().clone().requires_grad_(True)
         with torch.enable_grad():
             (self.g,) = torch.autograd.grad(f(self.x), self.x, create_graph=True)

@@ -48,7 +48,7 @@ def hessian_info(inst: Instance, x: torch.Tensor, max_params: int = HESSIAN_MAX_
     of the projected symmetry orbit); {"available": False, "reason": ...} when ``x`` has more than ``max_params``
     entries (the reason names the parameter count).
     """
-    Y = models.labels(inst.counts, dtype=x.dtype, device=x.device)
+    Y = models.targets(inst, dtype=x.dtype, device=x.device)
     f = models.flat_objective(inst, Y)
     if x.numel() > max_params:
         return {"available": False, "reason": f"{x.numel()} parameters: above the curvature limit of {max_params}"}
@@ -87,7 +87,7 @@ def objective_scale(inst: Instance, params: models.Params) -> float:
         if inst.loss == "ce":
             S += float(Z.abs().amax(dim=0).mean())
         else:
-            R = Z - models.labels(inst.counts, dtype=Z.dtype, device=Z.device)
+            R = Z - models.targets(inst, dtype=Z.dtype, device=Z.device)
             S += float((R.norm(dim=0) * Z.norm(dim=0)).mean())
     return S
 
@@ -126,7 +126,12 @@ def _propagated(inst: Instance, params: models.Params, D: torch.Tensor) -> float
     """|| |D| 1 ||_2 + ||D||_F (||A||_F + ||F||_F) for a K x N matrix D of logit-gradient terms (see
     ``data_gradient_terms``)."""
     Ws = list(params.weights)
-    if inst.activation is not None and inst.depth > 1:
+    if inst.activation == "relu-deep":  # F = the features entering W_M
+        F = params.H
+        for j, W in enumerate(Ws[:-1]):
+            F = models.activation_fn(inst)(W @ F)
+        Ws = Ws[-1:]
+    elif inst.activation is not None and inst.depth > 1:
         F = models.activation_fn(inst)(Ws[0] @ params.H)
         Ws = Ws[1:]
     else:
@@ -166,7 +171,7 @@ def evaluate_point(inst: Instance, point: dict) -> dict:
     """
     params = models.Params.from_numpy(point)
     x = params.flatten().detach().clone().requires_grad_(True)
-    Y = models.labels(inst.counts, dtype=x.dtype)
+    Y = models.targets(inst, dtype=x.dtype)
     f = models.flat_objective(inst, Y)
     val = f(x)
     (g,) = torch.autograd.grad(val, x)

@@ -44,8 +44,9 @@ LIFT_POLISH_ITER = 200
 
 
 def eligible(inst: Instance) -> bool:
-    """MSE, linear between the layers, lambda_H > 0, and at least ``ELIMINATE_MIN_PARAMS`` parameters."""
-    return (inst.loss == "mse" and inst.activation in (None, "identity") and inst.lam_h > 0
+    """MSE with one-hot labels, linear between the layers, lambda_H > 0, and at least ``ELIMINATE_MIN_PARAMS``
+    parameters."""
+    return (inst.loss == "mse" and inst.activation in (None, "identity") and inst.lam_h > 0 and inst.targets is None
             and models.num_params(inst) >= ELIMINATE_MIN_PARAMS)
 
 

@@ -73,6 +73,8 @@ def mse_m1_global_min(inst: Instance) -> dict:
     N, K, d = inst.N, inst.K, inst.width
     tau = N * np.sqrt(lw * lh)
     Y = _labels(inst.counts)
+    if inst.targets is not None:  # real-valued targets Y = T E
+        Y = np.asarray(inst.target_prototypes()) @ Y
     T = Y - Y.mean(axis=1, keepdims=True) if inst.bias else Y
     U, y, Vt = np.linalg.svd(T, full_matrices=False)
     z = np.maximum(y - tau, 0.0)
@@ -92,7 +94,7 @@ def mse_m1_global_min(inst: Instance) -> dict:
         "collapsed": None,
         "per_class": None,
     }
-    if not inst.bias:
+    if not inst.bias and inst.targets is None:  # per class: one-hot labels only
         sq = np.sqrt(np.asarray(inst.counts, dtype=float))
         order = np.argsort(-sq, kind="stable")
         keep = np.zeros(K, dtype=bool)

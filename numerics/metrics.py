@@ -308,7 +308,12 @@ def measure(inst: Instance, params: Any, global_mean: str = "sample", zero_atol:
     X = H
     for j in range(1, M):  # X = features entering W_{j+1}
         X = Ws[j - 1] @ X
-        if j == 1 and inst.activation is not None:
+        if inst.activation == "relu-deep":  # the DUFM: a ReLU after every layer but the last
+            X = np.maximum(X, 0.0)
+            cW, cname = rest(j)
+            stages.append((f"h_{j} = s(W_{j} h_{j - 1}) (relu)", X, cW if j == M - 1 else None,
+                           cname if j == M - 1 else ""))
+        elif j == 1 and inst.activation is not None:
             stages.append(("W_1 H_1 (pre-activation)", X, None, ""))
             if inst.activation == "relu":
                 X = np.maximum(X, 0.0)

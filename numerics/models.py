@@ -44,6 +44,15 @@ def labels(counts: Sequence[int], dtype: torch.dtype = torch.float64, device: st
     return Y.to(device)
 
 
+def targets(inst: Instance, dtype: torch.dtype = torch.float64, device: str | torch.device = "cpu") -> torch.Tensor:
+    """Y of ``inst``: the one-hot labels, or Y = T E for real-valued targets (``Instance.target_prototypes``)."""
+    Y = labels(inst.counts, dtype=dtype)
+    T = inst.target_prototypes()
+    if T is not None:
+        Y = torch.tensor(T, dtype=dtype) @ Y
+    return Y.to(device)
+
+
 def resolve_device(device: str | torch.device) -> torch.device:
     """"auto" -> cuda when available else cpu; "cpu"; "cuda" (raises InstanceError without CUDA)."""
     if isinstance(device, torch.device):
@@ -153,17 +162,24 @@ def init_params(inst: Instance, generator: torch.Generator, std: float = 0.1,
 
 
 def activation_fn(inst: Instance):
-    """s: identity (None / "identity") or ReLU ("relu")."""
-    return torch.relu if inst.activation == "relu" else (lambda x: x)
+    """s: identity (None / "identity") or ReLU ("relu", "relu-deep")."""
+    return torch.relu if inst.activation in ("relu", "relu-deep") else (lambda x: x)
+
+
+def activated(inst: Instance, j: int) -> bool:
+    """Whether s follows layer W_{j+1} (0-based j < M - 1): after W_1 for the extended UFM, after every layer but
+    the last for the DUFM ("relu-deep")."""
+    return j < inst.depth - 1 and (j == 0 or inst.activation == "relu-deep")
 
 
 def forward(inst: Instance, params: Params) -> torch.Tensor:
-    """Z = W_M ... W_2 s(W_1 H) + b 1_N^T  (K x N); s = identity unless ``inst.activation == "relu"``."""
+    """Z = W_M ... W_2 s(W_1 H) + b 1_N^T  (K x N; s = identity unless ``inst.activation`` is a ReLU), or
+    W_M s(W_{M-1} ... s(W_1 H)) + b 1_N^T for the DUFM ("relu-deep")."""
     s = activation_fn(inst)
     X = params.H
     for j, W in enumerate(params.weights):
         X = W @ X
-        if j == 0 and len(params.weights) > 1:
+        if activated(inst, j):
             X = s(X)
     if params.b is not None:
         X = X + params.b[:, None]
@@ -184,10 +200,10 @@ def data_term(inst: Instance, Z: torch.Tensor, Y: torch.Tensor) -> torch.Tensor:
 def objective(inst: Instance, params: Params, Y: torch.Tensor | None = None) -> torch.Tensor:
     """f(W_1..W_M, H, b) (scalar tensor, differentiable); see the module docstring for the formula.
 
-    Y: the label matrix (built from ``inst.counts`` on the parameters' device/dtype if None).
+    Y: the label matrix (``targets(inst)`` on the parameters' device/dtype if None).
     """
     if Y is None:
-        Y = labels(inst.counts, dtype=params.H.dtype, device=params.H.device)
+        Y = targets(inst, dtype=params.H.dtype, device=params.H.device)
     f = data_term(inst, forward(inst, params), Y)
     for lam, W in zip(inst.lam_w, params.weights):
         f = f + 0.5 * lam * (W * W).sum()
@@ -202,7 +218,7 @@ def objective_parts(inst: Instance, params: Params) -> dict:
     "bias" (lambda_b/2 ||b||^2, 0 without a bias), "total"} as Python floats (float64 arithmetic)."""
     with torch.no_grad():
         p = params.to(dtype=torch.float64)
-        Y = labels(inst.counts, dtype=torch.float64, device=p.H.device)
+        Y = targets(inst, dtype=torch.float64, device=p.H.device)
         data = float(data_term(inst, forward(inst, p), Y))
         weights = [float(0.5 * lam * (W * W).sum()) for lam, W in zip(inst.lam_w, p.weights)]
         features = float(0.5 * inst.lam_h * (p.H * p.H).sum())

@@ -14,6 +14,11 @@ Objective normalizations (never changed silently):
   + the same penalties.
 * Extended UFM ([P2]): ``activation`` in {"identity", "relu"} puts the entrywise map s between
   W_1 and W_2: W_M...W_2 s(W_1 H); it needs depth M >= 2.
+* Deep unconstrained features model (DUFM): ``activation="relu-deep"`` puts a ReLU after every layer but the last,
+  W_M s(W_{M-1} ... s(W_1 H)); it needs depth M >= 2 (M = 2 is the extended ReLU model).
+* Regression targets (``targets`` = "gauss:SEED", MSE only): Y = T E instead of the one-hot labels, with T the
+  K x K matrix of standard normal prototypes drawn by numpy's default_rng(SEED) and E the group indicator (the n_k
+  samples of group k share the target t_k; ``target_prototypes``).
 
 This module is deliberately dependency-free so that every layer (theory, numerics, proofs_checks)
 can read the same instance description. ``theory`` reads instances by duck typing only.
@@ -25,7 +30,7 @@ from dataclasses import dataclass, field
 from typing import Iterable, Sequence
 
 LOSSES = ("mse", "ce")
-ACTIVATIONS = (None, "identity", "relu")
+ACTIVATIONS = (None, "identity", "relu", "relu-deep")
 
 
 class InstanceError(ValueError):
@@ -61,7 +66,8 @@ class Instance:
     loss: "mse", "ce", or a registered loss ``BASE:params`` (``numerics.losses``; e.g. "ce-ls:0.1", "focal:2").
     bias: whether the last layer has a bias b in R^K.
     lam_b: lambda_b >= 0 (the bias penalty lambda_b/2 ||b||^2; 0 = unregularized).
-    activation: None for the deep linear UFM; "identity" or "relu" for the extended UFM.
+    activation: None for the deep linear UFM; "identity" or "relu" for the extended UFM; "relu-deep" for the DUFM.
+    targets: None (one-hot labels) or "gauss:SEED" (real-valued targets, MSE only; see the module docstring).
     """
 
     counts: tuple[int, ...]
@@ -73,6 +79,7 @@ class Instance:
     bias: bool = False
     lam_b: float = 0.0
     activation: str | None = None
+    targets: str | None = None
 
     def __post_init__(self) -> None:
         validate(self)
@@ -119,6 +126,7 @@ class Instance:
         bias: bool = False,
         lam_b: float = 0.0,
         activation: str | None = None,
+        targets: str | None = None,
     ) -> "Instance":
         """Build and validate an instance; ``lam_w`` may be one value (all layers) or one per layer.
 
@@ -152,6 +160,7 @@ class Instance:
             bias=bool(bias),
             lam_b=lam_b,
             activation=activation,
+            targets=targets,
         )
 
     def with_(self, **changes: object) -> "Instance":
@@ -169,7 +178,17 @@ class Instance:
         if not self.balanced:
             raise InstanceError(f"{what} needs balanced classes, got counts {list(self.counts)}")
 
+    def target_prototypes(self) -> list[list[float]] | None:
+        """T (K x K, row = output, column = group) of regression targets: Y = T E; None for one-hot labels."""
+        if self.targets is None:
+            return None
+        import numpy as np
+
+        seed = int(self.targets.partition(":")[2])
+        return np.random.default_rng(seed).standard_normal((self.K, self.K)).tolist()
+
     def as_dict(self) -> dict:
+        extra = {"targets": self.targets} if self.targets is not None else {}
         return {
             "counts": list(self.counts),
             "width": self.width,
@@ -180,6 +199,7 @@ class Instance:
             "bias": self.bias,
             "lam_b": self.lam_b,
             "activation": self.activation,
+            **extra,
         }
 
     def cli_flags(self) -> str:
@@ -193,6 +213,8 @@ class Instance:
             parts.append(f"--lam-b {float(self.lam_b)!r}")
         if self.activation is not None:
             parts.append(f"--activation {self.activation}")
+        if self.targets is not None:
+            parts.append(f"--targets {self.targets}")
         return " ".join(parts)
 
 
@@ -254,9 +276,17 @@ def validate(inst: Instance) -> None:
         raise InstanceError("lambda_b > 0 given for a model without a bias (add the bias)")
     loss = _validate_loss(inst.loss)
     if inst.activation not in ACTIVATIONS:
-        raise InstanceError(f"activation must be identity or relu (or none), got {inst.activation!r}")
+        raise InstanceError(f"activation must be identity, relu or relu-deep (or none), got {inst.activation!r}")
     if inst.activation is not None and depth < 2:
         raise InstanceError(f"the extended UFM puts the activation between W_1 and W_2, so it needs depth M >= 2, got {depth}")
-    for name, value in (("counts", tuple(norm_counts)), ("width", width), ("depth", depth), ("lam_w", lam_w),
+    targets = inst.targets
+    if targets is not None:
+        kind, sep, seed = str(targets).partition(":")
+        if kind != "gauss" or not sep or not seed.isdigit():
+            raise InstanceError(f"targets must be gauss:SEED (SEED an integer >= 0), got {targets!r}")
+        if loss != "mse":
+            raise InstanceError(f"real-valued targets need the MSE loss, got --loss {loss}")
+        targets = f"gauss:{int(seed)}"
+    for name, value in (("counts", tuple(norm_counts)), ("targets", targets), ("width", width), ("depth", depth), ("lam_w", lam_w),
                         ("lam_h", lam_h), ("lam_b", lam_b), ("bias", bool(inst.bias)), ("loss", loss)):
         object.__setattr__(inst, name, value)

@@ -25,7 +25,7 @@ from typing import Callable
 
 import torch
 
-from ncverify.numerics.models import Params, check_params, flat_objective, init_params, labels, resolve_device
+from ncverify.numerics.models import Params, check_params, flat_objective, init_params, resolve_device, targets
 from ncverify.numerics.problem import Instance, InstanceError
 
 STOP_REASONS = ("converged", "budget", "diverged")
@@ -113,7 +113,7 @@ class _Evaluator:
     def __init__(self, inst: Instance | None, x: torch.Tensor, cache: int = 32,
                  f: Callable[[torch.Tensor], torch.Tensor] | None = None) -> None:
         # f: any differentiable objective of the flat vector (default: the instance's full objective)
-        self.f = f if f is not None else flat_objective(inst, labels(inst.counts, dtype=x.dtype, device=x.device))
+        self.f = f if f is not None else flat_objective(inst, targets(inst, dtype=x.dtype, device=x.device))
         self.evals = 0
         self._cache: list[tuple[torch.Tensor, float, torch.Tensor]] = []
         self._size = cache

@@ -21,8 +21,9 @@ that no single kind of start reaches reliably:
   factorization (``ce_lift.balanced_point``). Near total collapse the nonzero minimizers of deep CE have basins
   that Gaussian, balanced and low-rank starts of the full problem rarely reach; the K x K problem finds them.
 
-* "nonnegative" (replaces start ``NONNEG_AT`` = 3, "std 1", on ReLU instances): ``balanced_start`` with W_1 and H
-  replaced by their entrywise absolute values, so every pre-activation W_1 H is >= 0 and the ReLU starts active
+* "nonnegative" (replaces start ``NONNEG_AT`` = 3, "std 1", on ReLU instances): ``balanced_start`` with H and every
+  weight followed by a ReLU replaced by their entrywise absolute values, so every pre-activation is >= 0 and the
+  ReLUs start active
   (the ReLU model then starts where the linear model's basins are; Gaussian starts kill part of the features).
 
 ``solve_instances`` minimizes the starts of many instances in one batched call (``numerics.batched``);
@@ -129,7 +130,7 @@ def portfolio_kind(inst: Instance, i: int) -> str:
     ReLU instances."""
     if i == REDUCED_AT and ce_lift.liftable(inst):
         return "reduced"
-    if i == NONNEG_AT and inst.activation == "relu":
+    if i == NONNEG_AT and inst.activation in ("relu", "relu-deep"):
         return "nonnegative"
     return PORTFOLIO[i % len(PORTFOLIO)]
 
@@ -154,7 +155,8 @@ def portfolio_start(inst: Instance, i: int, seed: int, device: str = "auto",
         return balanced_start(inst, gen, device), kind
     if kind == "nonnegative":
         p0 = balanced_start(inst, gen, device)
-        return models.Params([p0.weights[0].abs(), *p0.weights[1:]], p0.H.abs(), p0.b), kind
+        Ws = [w.abs() if models.activated(inst, j) else w for j, w in enumerate(p0.weights)]
+        return models.Params(Ws, p0.H.abs(), p0.b), kind
     if kind == "low-rank":
         j = sum(1 for k in range(i) if PORTFOLIO[k % len(PORTFOLIO)] == "low-rank")
         r = inst.K - 1 - (j % (inst.K - 1)) if inst.K > 2 else 1

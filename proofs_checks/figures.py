@@ -9,7 +9,8 @@
 * ``ce_geometry_phases.png`` (when a deep CE theorem ran): the recorded deep CE phase table;
 * ``field_theorems.png`` (when one of ``FIELD_THEOREMS`` ran): minority collapse of hong2023 (certified cost of
   tying the minority rows across the derived threshold), the jumps of liu2024, the layer-peeled minority collapse
-  along R with R* by bisection, SELI's classifier norms along R;
+  along R with R* by bisection, SELI's classifier norms along R, the eigenvalues of W W^T of regression collapse along
+  lambda_H, the ReLU DUFM's numeric minimum against the best deep-neural-collapse value;
 * ``phase_diagram.png`` of ``ncverify sweep`` (``sweep_figure``): any theorem's numeric verdicts on a grid of one
   or two parameters, with the derived boundaries drawn over them;
 * ``figures.json``: the numbers each figure plots (the curves, their NC2 targets, the singular-value pairs).
@@ -584,7 +585,7 @@ def sweep_figure(data: dict, path: Path) -> str | None:
 
 #: the theorems of ``field_theorems.png`` (one panel each)
 FIELD_THEOREMS = ("hong2023.ce-minority-collapse", "liu2024.mse-deep-bias-imbalanced", "fang2021.lpm",
-                  "thrampoulidis2022.seli")
+                  "thrampoulidis2022.seli", "andriopoulos2024.regression-collapse", "sukenik2023.dufm-binary")
 
 
 def field_theorems_data(ids: Iterable[str], points: int = 10) -> dict:
@@ -645,16 +646,41 @@ def field_theorems_data(ids: Iterable[str], points: int = 10) -> dict:
             rows.append({"R": R, "majority_norm2": float(d[0].value), "minority_norm2": float(d[2].value),
                          "f": float(p.objective.value)})
         out["thrampoulidis2022"] = {"points": rows}
+    if "andriopoulos2024.regression-collapse" in want:
+        from ncverify.proofs_checks.catalogue.andriopoulos2024 import regression_prediction
+
+        rows = []
+        for lam in np.geomspace(1e-3, 1.0, 3 * points):
+            inst = Instance.create([10, 6, 3], width=3, lam_w=0.05, lam_h=float(f"{lam:.6g}"), targets="gauss:1")
+            ev = np.linalg.eigvalsh(np.array([[float(x) for x in r]
+                                              for r in regression_prediction(inst).gram_targets["WWT"].matrix]))
+            rows.append({"lam_h": inst.lam_h, "eigenvalues_WWT": sorted((float(e) for e in ev), reverse=True)})
+        out["andriopoulos2024"] = {"counts": [10, 6, 3], "targets": "gauss:1", "lam_w": 0.05, "points": rows}
+    if "sukenik2023.dufm-binary" in want:
+        from ncverify.numerics.starts import solve_instances
+        from ncverify.proofs_checks.catalogue.sukenik2023 import dnc_prediction
+
+        insts = [Instance.create([3, 3], width=2, depth=3, lam_w=1e-2, lam_h=float(f"{lam:.4g}"), activation="relu-deep")
+                 for lam in np.geomspace(1e-3, 0.3, points)]
+        res = solve_instances(insts, starts=6, seed=0)
+        out["sukenik2023"] = {"counts": [3, 3], "depth": 3, "lam_w": 0.01, "starts": 6, "points": [
+            {"lam_h": i.lam_h, "dnc_value": float(dnc_prediction(i).objective.value), "numeric": r.best.objective}
+            for i, r in zip(insts, res)]}
     return out
 
 
 def field_theorems_figure(data: dict, path: Path) -> str | None:
     """``field_theorems.png``: one panel per theorem present in ``data`` (``field_theorems_data``)."""
-    panels = [k for k in ("hong2023", "liu2024", "fang2021", "thrampoulidis2022") if k in data]
+    panels = [k for k in ("hong2023", "liu2024", "fang2021", "thrampoulidis2022", "andriopoulos2024", "sukenik2023")
+              if k in data]
     if not panels:
         return None
-    fig, axes = plt.subplots(1, len(panels), figsize=(4.6 * len(panels), 3.8), squeeze=False)
-    for ax, key in zip(axes[0], panels):
+    cols = min(3, len(panels))
+    rows_ = (len(panels) + cols - 1) // cols
+    fig, axes = plt.subplots(rows_, cols, figsize=(5.2 * cols, 3.9 * rows_), squeeze=False)
+    for ax in axes.flat[len(panels):]:
+        ax.set_visible(False)
+    for ax, key in zip(axes.flat, panels):
         d = data[key]
         if key == "hong2023":
             x = [r["mu"] for r in d["points"]]
@@ -691,6 +717,22 @@ def field_theorems_figure(data: dict, path: Path) -> str | None:
             ax.set_ylim(bottom=0)
             ax.set_xlabel("R = n_A / n_B (K_A = K_B = 2, E_W = E_H = 1)")
             ax.set_title("fang2021: layer-peeled minority collapse", fontsize=9)
+        elif key == "andriopoulos2024":
+            x = [r["lam_h"] for r in d["points"]]
+            E = np.array([r["eigenvalues_WWT"] for r in d["points"]])
+            for i in range(E.shape[1]):
+                ax.plot(x, E[:, i], ".-", label=f"eigenvalue {i + 1} of W W^T")
+            ax.set_xscale("log")
+            ax.set_xlabel("lambda_H (lambda_W = 0.05), targets gauss:1, n = [10,6,3]")
+            ax.set_title("andriopoulos2024: W W^T = c (Sigma^1/2 - t I)_+", fontsize=9)
+        elif key == "sukenik2023":
+            x = [r["lam_h"] for r in d["points"]]
+            ax.plot(x, [r["dnc_value"] for r in d["points"]], "-", color="k", label="best DNC point (claimed f*)")
+            ax.plot(x, [r["numeric"] for r in d["points"]], "o", mfc="none", color="tab:blue",
+                    label=f"numeric minimum ({d['starts']} starts)")
+            ax.set_xscale("log")
+            ax.set_xlabel("lambda_H (K = 2, n = 3, M = 3, lambda_W = 0.01)")
+            ax.set_title("sukenik2023: ReLU DUFM, DNC value vs numerics", fontsize=9)
         else:
             x = [r["R"] for r in d["points"]]
             ax.plot(x, [r["majority_norm2"] for r in d["points"]], "o-", label="||w_k||^2, majority")

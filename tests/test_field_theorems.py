@@ -198,3 +198,87 @@ def test_without_cvxpy_the_oracle_says_how_to_install_it(monkeypatch):
     res = verify.check(hong, hong.examples[0], starts=3)
     assert res.verdict == "inconclusive"
     assert any(e.check == "convex oracle" and "ncverify[convex]" in e.detail for e in res.evidence)
+
+
+# ---------------------------------------------------------------------------------------------
+# regression targets
+def test_regression_targets_are_validated_and_reproducible(capsys):
+    from ncverify.numerics import models
+    from ncverify.numerics.problem import InstanceError
+    from ncverify.proofs_checks.cli import main
+
+    inst = Instance.create([3, 2], width=2, targets="gauss:5")
+    assert inst.target_prototypes() == Instance.create([3, 2], width=2, targets="gauss:5").target_prototypes()
+    Y = models.targets(inst).numpy()
+    T = np.asarray(inst.target_prototypes())
+    assert np.allclose(Y[:, :3], T[:, [0]]) and np.allclose(Y[:, 3:], T[:, [1]])
+    assert "--targets gauss:5" in inst.cli_flags()
+    for bad, fragment in (("normal:1", "gauss:SEED"), ("gauss:x", "gauss:SEED")):
+        with pytest.raises(InstanceError, match=fragment):
+            Instance.create([3, 2], width=2, targets=bad)
+    with pytest.raises(InstanceError, match="need the MSE loss"):
+        Instance.create([3, 2], width=2, targets="gauss:1", loss="ce")
+    code = main(["check", "andriopoulos2024.regression-collapse", "--counts", "4,2,2", "--width", "3", "--lam-w", "0.01",
+                 "--lam-h", "0.02", "--targets", "gauss:11"])
+    assert code == 0, capsys.readouterr().out
+    code = main(["check", "andriopoulos2024.regression-collapse", "--counts", "4,2,2", "--width", "3"])
+    err = capsys.readouterr().err
+    assert code == 2 and "--targets" in err and "Traceback" not in err
+
+
+def test_regression_oracle_agrees_with_the_derivation_on_random_instances():
+    rng = np.random.default_rng(3)
+    for _ in range(6):
+        K = int(rng.integers(2, 6))
+        counts = [int(c) for c in rng.integers(1, 25, size=K)]
+        lam = float(f"{10 ** rng.uniform(-3, 0):.3g}")
+        inst = Instance.create(counts, width=K, lam_w=lam, lam_h=lam / 2, targets=f"gauss:{int(rng.integers(0, 999))}")
+        d = derive("mse-regression", inst)
+        assert _inside(float(d.objective.value), oracle.solve(inst)), inst.cli_flags()
+
+
+# ---------------------------------------------------------------------------------------------
+# the deep unconstrained features model (a ReLU after every layer but the last)
+def test_batched_dufm_value_and_gradient_match_autograd():
+    """Mixed groups (DUFM of depths 2..4, the two-layer ReLU model) padded into one batch: the hand-written
+    backpropagation through every ReLU equals torch autograd on the reference objective."""
+    import torch
+
+    from ncverify.numerics import batched, models
+
+    insts = [Instance.create([3, 3], width=3, depth=4, lam_w=1e-2, lam_h=1e-2, activation="relu-deep"),
+             Instance.create([3, 3], width=2, depth=2, lam_w=1e-2, lam_h=1e-2, activation="relu-deep"),
+             Instance.create([2, 2, 2], width=3, depth=3, lam_w=1e-2, lam_h=1e-2, activation="relu"),
+             Instance.create([3, 1], width=3, depth=3, lam_w=1e-2, lam_h=2e-2, activation="relu-deep", bias=True)]
+    g = batched.Group(insts, dtype=torch.float64, device="cpu")
+    ps = [models.init_params(i, torch.Generator().manual_seed(k), std=1.0) for k, i in enumerate(insts)]
+    X = g.pad([p.flatten() for p in ps])
+    f, G = g._value_and_grad(X)
+    for k, (inst, p) in enumerate(zip(insts, ps)):
+        x = p.flatten().clone().requires_grad_(True)
+        v = models.flat_objective(inst, models.targets(inst))(x)
+        (gr,) = torch.autograd.grad(v, x)
+        assert abs(float(v) - float(f[k])) <= 1e-14 * max(1.0, abs(float(v)))
+        assert float((g.unpad(G, k) - gr).abs().max()) <= 1e-13
+        assert abs(float(g.objective(X)[k]) - float(v)) <= 1e-14 * max(1.0, abs(float(v)))
+
+
+def test_hidden_shape_claims_expand_per_layer():
+    from ncverify.proofs_checks.statement.shapes import expand, layer_error, parse
+
+    inst = Instance.create([2, 2], width=2, depth=4, activation="relu-deep")
+    assert [c.name for c in expand(parse("gram:hidden=OF"), inst)] == ["gram:h1=OF", "gram:h2=OF", "gram:h3=OF"]
+    relu = Instance.create([2, 2], width=2, depth=2, activation="relu")
+    assert "pre and post" in layer_error(parse("nc1:hidden"), relu)
+    with pytest.raises(ValueError, match="self_duality"):
+        parse("self_duality:hidden")
+
+
+def test_dufm_binary_verified_on_its_examples_and_its_mutants_refuted():
+    th = by_id("sukenik2023.dufm-binary")
+    res = verify.check(th, th.examples[1], starts=6)
+    assert res.verdict == "verified", res.reason
+    names = {e.quantity.split(":")[0] + ":" + e.quantity.split(":")[1] for e in res.evidence if e.quantity.startswith(("nc1:", "gram:"))}
+    assert {"nc1:H", "nc1:h1", "nc1:h2", "gram:h1=OF", "gram:h2=OF"} <= names
+    m = by_id("mutant:sukenik2023.dufm-binary:shallow-value")
+    assert verify.check(m, m.examples[0], starts=6).verdict == "refuted"

@@ -28,7 +28,7 @@ def test_catalogue_has_every_fixed_id():
                         "ce-deep-etf-boundary",
                         # the field's other theorems (issue 16)
                         "liu2024.mse-deep-bias-imbalanced", "hong2023.ce-minority-collapse", "thrampoulidis2022.seli",
-                        "fang2021.lpm"}
+                        "fang2021.lpm", "andriopoulos2024.regression-collapse", "sukenik2023.dufm-binary"}
     for t in THEOREMS:
         assert t.source and t.provenance and t.objective and t.examples
         for inst in t.examples:

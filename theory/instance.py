@@ -32,6 +32,7 @@ class ExactInstance:
     lam_b: sp.Rational
     activation: str | None
     raw: dict
+    targets: tuple[tuple[float, ...], ...] | None = None  # real-valued targets' prototypes T (Y = T E), or None
 
     @property
     def K(self) -> int:
@@ -76,6 +77,8 @@ def read_instance(inst: Any) -> ExactInstance:
         "counts": list(counts), "width": width, "depth": depth, "lam_w": [float(x) for x in lam_w],
         "lam_h": float(lam_h), "loss": getattr(inst, "loss", "mse"), "bias": bool(getattr(inst, "bias", False)),
         "lam_b": float(getattr(inst, "lam_b", 0.0)), "activation": getattr(inst, "activation", None)}
+    T = inst.target_prototypes() if getattr(inst, "targets", None) is not None else None
     return ExactInstance(counts, width, depth, lam_w_e, lam_h_e, str(getattr(inst, "loss", "mse")),
                          bool(getattr(inst, "bias", False)), exact_number(getattr(inst, "lam_b", 0.0) or 0),
-                         getattr(inst, "activation", None), raw)
+                         getattr(inst, "activation", None), raw,
+                         None if T is None else tuple(tuple(float(x) for x in row) for row in T))

@@ -10,7 +10,9 @@ the report iterate.
 * ``liu2024`` -- [L24] deep linear MSE with an unregularized bias and imbalanced classes;
 * ``hong2023`` -- [H23] imbalanced CE UFM with two class groups: minority collapse at a sharp threshold;
 * ``thrampoulidis2022`` -- [T22] the SELI geometry of the max-margin program (checked by the convex oracle);
-* ``fang2021`` -- [F21] the layer-peeled model, balanced and imbalanced (checked by the convex oracle).
+* ``fang2021`` -- [F21] the layer-peeled model, balanced and imbalanced (checked by the convex oracle);
+* ``andriopoulos2024`` -- [A24] neural regression collapse: the MSE UFM with real-valued targets;
+* ``sukenik2023`` -- [S23] the ReLU deep unconstrained features model, two classes: deep neural collapse.
 
 Each module holds, per theorem, the statement, the claim as the paper states it, its mutants (transforms of
 the claim's prediction), its assumptions and domain, and its recorded verdict; the vocabulary lives in
@@ -25,8 +27,8 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Iterable
 
-from ncverify.proofs_checks.catalogue import (ce_geometry, conjectures, dang2023, fang2021, hong2023, liu2024,
-                                              thrampoulidis2022, tirer2022, zhou2022, zhu2021)
+from ncverify.proofs_checks.catalogue import (andriopoulos2024, ce_geometry, conjectures, dang2023, fang2021, hong2023,
+                                              liu2024, sukenik2023, thrampoulidis2022, tirer2022, zhou2022, zhu2021)
 from ncverify.numerics.problem import Instance
 from ncverify.proofs_checks.errors import (INPUT_ERRORS, UnknownIdError, UserFileError, register_user_file,
                                            user_code_error)
@@ -35,7 +37,7 @@ from ncverify.proofs_checks.statement import (Expected, Theorem, assumptions, do
 from ncverify.theory.prediction import Prediction
 
 SOURCES = (dang2023, tirer2022, zhu2021, conjectures, zhou2022, ce_geometry, liu2024, hong2023, thrampoulidis2022,
-           fang2021)
+           fang2021, andriopoulos2024, sukenik2023)
 THEOREMS: list[Theorem] = [t for m in SOURCES for t in m.THEOREMS]
 MUTANTS: list[Theorem] = [t for m in SOURCES for t in m.MUTANTS]
 

@@ -10,7 +10,7 @@ import mpmath as mp
 
 from ncverify.numerics.problem import Instance
 from ncverify.proofs_checks.statement import (DPS, MSE_NORMALIZATION, Expected, Theorem, assumptions, domain, exact,
-                                              mutant, num, positive_real_roots, with_bias)
+                                              mode_minimizer, mode_value, mutant, num, with_bias)
 from ncverify.theory.prediction import Prediction, SingularValues
 
 L24 = ("[L24] Liu et al., \"Neural collapse in deep linear networks with bias and imbalanced data\" (deep linear "
@@ -28,25 +28,6 @@ def centered_target_singular_values(counts: tuple[int, ...]) -> list[mp.mpf]:
             G[k, j] = (counts[k] if k == j else 0) - mp.mpf(counts[k]) * counts[j] / N
     ev = mp.eigsy(G, eigvals_only=True)
     return sorted((mp.sqrt(max(e, 0)) for e in ev), reverse=True)
-
-
-def mode_value(s: mp.mpf, s_i: mp.mpf, N: int, M: int, L: mp.mpf) -> mp.mpf:
-    """g(s) = (1/(2N)) (s_i - s)^2 + ((M+1)/2) L s^(2/(M+1)): the objective of one singular value s of Z."""
-    return (s_i - s) ** 2 / (2 * N) + mp.mpf(M + 1) / 2 * L * s ** (mp.mpf(2) / (M + 1))
-
-
-def mode_minimizer(s_i: mp.mpf, N: int, M: int, L: mp.mpf, rule: str = "global") -> mp.mpf:
-    """The minimizer s* >= 0 of g: with t = s^(1/(M+1)) the stationary points are the positive roots of
-    t^(2M) - s_i t^(M-1) + N L = 0; ``rule`` "global" compares g at 0 and at every root (the claim), "largest"
-    takes the largest root when one exists (what a largest-root rule would say; a mutant)."""
-    coeffs = [mp.mpf(0)] * (2 * M + 1)  # index = power of t
-    coeffs[2 * M] += 1
-    coeffs[M - 1] -= s_i
-    coeffs[0] += N * L
-    roots = [t ** (M + 1) for t in positive_real_roots(list(reversed(coeffs)))]
-    if rule == "largest":
-        return roots[-1] if roots else mp.mpf(0)
-    return min([mp.mpf(0)] + roots, key=lambda s: (mode_value(s, s_i, N, M, L), -s))
 
 
 def liu_prediction(inst: Instance, rule: str = "global", centered: bool = True) -> Prediction:

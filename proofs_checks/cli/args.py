@@ -2,7 +2,8 @@
 
 Flag -> symbol: --counts n_1..n_K (or --classes K --per-class n), --width d, --depth M,
 --lam-w lambda_{W_1..W_M} (one value for all layers or one per layer), --lam-h lambda_H,
---lam-b lambda_b, --bias (last-layer bias b), --activation s (extended UFM), --loss mse|ce|BASE:PARAMS
+--lam-b lambda_b, --bias (last-layer bias b), --activation s (extended UFM), --loss mse|ce|BASE:PARAMS,
+--targets gauss:SEED (real-valued regression targets)
 (a loss registered in ``numerics.losses``, e.g. ce-ls:0.1; validated by ``Instance``).
 
 Also the checks of the other flags that every command runs before any work: ``parse_ids`` (--only),
@@ -75,8 +76,12 @@ def add_instance_args(p: argparse.ArgumentParser, *, defaults: dict | None = Non
     g.add_argument("--lam-b", help="lambda_b >= 0 for the bias penalty lambda_b/2 ||b||^2 (default 0: unregularized)",
                    default=d["lam_b"])
     g.add_argument("--bias", action="store_true", help="add a last-layer bias b")
-    g.add_argument("--activation", choices=["identity", "relu"], default=None,
-                   help="extended UFM: activation s between W_1 and W_2 (needs --depth >= 2)")
+    g.add_argument("--activation", choices=["identity", "relu", "relu-deep"], default=None,
+                   help="extended UFM: activation s between W_1 and W_2 (needs --depth >= 2); relu-deep: a ReLU "
+                        "after every layer but the last (the deep unconstrained features model)")
+    g.add_argument("--targets", default=None, metavar="gauss:SEED",
+                   help="real-valued regression targets Y = T E (MSE only): T a K x K standard normal matrix from "
+                        "numpy's default_rng(SEED), the n_k samples of group k sharing the target t_k")
 
 
 def add_cluster_args(p: argparse.ArgumentParser) -> None:
@@ -130,6 +135,7 @@ def instance_from_args(args: argparse.Namespace, defaults: dict | None = None, n
     inst = Instance.create(
         counts, width=width, depth=depth, lam_w=lam_w, lam_h=_float(args.lam_h, "--lam-h"),
         loss=loss, bias=bias, lam_b=_float(args.lam_b, "--lam-b"), activation=activation,
+        targets=getattr(args, "targets", None) or defaults.get("targets"),
     )
     check_size(inst, numeric)
     return inst

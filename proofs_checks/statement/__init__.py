@@ -3,9 +3,10 @@
 geometry (``etf_prediction``) and the prediction transforms of mutants. Catalogue modules import from here;
 nothing here imports the catalogue."""
 from ncverify.proofs_checks.statement.assumptions import assumptions
-from ncverify.proofs_checks.statement.claims import (DPS, ETF_GEOMETRY, etf_prediction, exact, minimize_on_halfline, num,
-                                            positive_real_roots, scalar, with_bias, with_geometry,
-                                            with_objective_scaled, with_singular_values)
+from ncverify.proofs_checks.statement.claims import (DPS, ETF_GEOMETRY, etf_prediction, exact, minimize_on_halfline,
+                                                     mode_minimizer, mode_value, num, positive_real_roots, scalar,
+                                                     with_bias, with_geometry, with_objective_scaled,
+                                                     with_singular_values)
 from ncverify.proofs_checks.statement.domains import Domain, domain, instances, log_uniform, mixed
 from ncverify.proofs_checks.statement.theorem import SHAPE_CLAIMS, Expected, Theorem, mutant
 
@@ -23,5 +24,6 @@ LPM_NORMALIZATION = ("layer-peeled model: min (1/N) sum_{k,i} CE(W h_{k,i}, k) s
 
 __all__ = ["Theorem", "Expected", "mutant", "SHAPE_CLAIMS", "assumptions", "Domain", "domain", "instances", "mixed",
            "log_uniform", "DPS", "ETF_GEOMETRY", "num", "exact", "positive_real_roots", "minimize_on_halfline",
+           "mode_value", "mode_minimizer",
            "etf_prediction", "with_geometry", "with_bias", "with_objective_scaled", "with_singular_values", "scalar",
            "MSE_NORMALIZATION", "CE_NORMALIZATION", "EXT_NORMALIZATION", "MAX_MARGIN_NORMALIZATION", "LPM_NORMALIZATION"]

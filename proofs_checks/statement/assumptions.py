@@ -21,7 +21,8 @@ def assumptions(tid: str, *, loss: str, balanced: bool = False, depths: Sequence
     balanced: n_1 = ... = n_K; depths: the allowed depths M (None = any; an activation implies M = 2);
     bias: True / False = the last-layer bias must / must not be there (None = either);
     lam_b: "zero" (unregularized bias), "positive" (lambda_b > 0 whenever a bias is used) or None;
-    activation: None (deep linear model) or "identity" / "relu" (the extended UFM); classes: (min, max) of K when the
+    activation: None (deep linear model), "identity" / "relu" (the extended UFM, M = 2) or "relu-deep" (the DUFM, the
+    depths it allows given by ``depths``); classes: (min, max) of K when the
     statement is restricted (None = any K >= 2).
     Width d >= K is always required (orthogonal frames and simplex ETFs of K class means need it).
     """
@@ -31,7 +32,7 @@ def assumptions(tid: str, *, loss: str, balanced: bool = False, depths: Sequence
         _require(base == loss, f"{tid} is about {what}, got --loss {inst.loss}")
         _require(inst.activation == activation,
                  f"{tid} needs activation {activation or 'none (deep linear model)'}, got {inst.activation or 'none'}")
-        if activation is not None:
+        if activation in ("identity", "relu"):
             _require(inst.depth == 2, f"{tid} is the extended UFM with two weight layers: needs depth M = 2, got {inst.depth}")
         if depths is not None:
             allowed = list(depths)

@@ -68,6 +68,25 @@ def minimize_on_halfline(g: Callable[[mp.mpf], mp.mpf], upper: mp.mpf, grid: int
     return mp.mpf(0) if g(mp.mpf(0)) <= g(a) else a
 
 
+def mode_value(s: mp.mpf, s_i: mp.mpf, N: int, M: int, L: mp.mpf) -> mp.mpf:
+    """The per-singular-value MSE problem: g(s) = (1/(2N)) (s_i - s)^2 + ((M+1)/2) L s^(2/(M+1)): the objective of one singular value s of Z."""
+    return (s_i - s) ** 2 / (2 * N) + mp.mpf(M + 1) / 2 * L * s ** (mp.mpf(2) / (M + 1))
+
+
+def mode_minimizer(s_i: mp.mpf, N: int, M: int, L: mp.mpf, rule: str = "global") -> mp.mpf:
+    """The minimizer s* >= 0 of g: with t = s^(1/(M+1)) the stationary points are the positive roots of
+    t^(2M) - s_i t^(M-1) + N L = 0; ``rule`` "global" compares g at 0 and at every root (the claim), "largest"
+    takes the largest root when one exists (what a largest-root rule would say; a mutant)."""
+    coeffs = [mp.mpf(0)] * (2 * M + 1)  # index = power of t
+    coeffs[2 * M] += 1
+    coeffs[M - 1] -= s_i
+    coeffs[0] += N * L
+    roots = [t ** (M + 1) for t in positive_real_roots(list(reversed(coeffs)))]
+    if rule == "largest":
+        return roots[-1] if roots else mp.mpf(0)
+    return min([mp.mpf(0)] + roots, key=lambda s: (mode_value(s, s_i, N, M, L), -s))
+
+
 def etf_prediction(inst: Instance, a: mp.mpf, f_star: mp.mpf, notes: Sequence[str] = (),
                    bias: Sequence[mp.mpf] | None = None, family: str = ETF_GEOMETRY) -> Prediction:
     """THE simplex-ETF claim geometry: logits a (e_k - 1/K 1) (simplex ETF, self-dual, NC1), minimal value f*.
@@ -139,5 +158,6 @@ def scalar(p: Prediction, name: str, i: int = 0) -> mp.mpf:
     return p.scalars[name][i].value
 
 
-__all__ = ["DPS", "ETF_GEOMETRY", "num", "exact", "Exact", "positive_real_roots", "minimize_on_halfline",
+__all__ = ["DPS", "ETF_GEOMETRY", "num", "exact", "Exact", "positive_real_roots", "minimize_on_halfline", "mode_value",
+           "mode_minimizer",
            "etf_prediction", "with_geometry", "with_bias", "with_objective_scaled", "with_singular_values", "scalar"]

@@ -41,7 +41,8 @@ class Domain:
     (min, max) classes and samples per class (balanced); n_max: (min, max) of the largest class when imbalanced;
     extra_width: d = K + 0..extra_width; lam: log-uniform range of every lambda; per_layer: one lambda_W per
     layer (else one for all); bias; lam_b: values drawn from, or lam_b_range (log-uniform); activation; two_groups:
-    counts of two class groups, K_A >= 1 classes of n_A and K_B >= 2 of n_B < n_A (n_A up to n_max[1]); family:
+    counts of two class groups, K_A >= 1 classes of n_A and K_B >= 2 of n_B < n_A (n_A up to n_max[1]); targets:
+    real-valued regression targets "gauss:SEED" with a drawn seed; family:
     the theory family whose boundaries are aimed at; aim: the parameters moved to ``ratios`` x a boundary value
     (half of the draws), e.g. ("lam_h",) or ("lam_b",).
     """
@@ -61,6 +62,7 @@ class Domain:
     lam_b_range: tuple[float, float] | None = None
     activation: str | None = None
     two_groups: bool = False
+    targets: bool = False
     aim: tuple[str, ...] = ("lam_h",)
     ratios: tuple[float, ...] = LAM_H_RATIOS
 
@@ -88,8 +90,9 @@ class Domain:
             lam_h = draw(log_uniform(*self.lam))
             loss = draw(st.sampled_from(list(self.losses)))
             lam_b = draw(log_uniform(*self.lam_b_range)) if self.lam_b_range else draw(st.sampled_from(list(self.lam_b)))
+            targets = f"gauss:{draw(st.integers(0, 10 ** 6))}" if self.targets else None
             return Instance.create(counts, width=d, depth=M, lam_w=lam_w, lam_h=lam_h, loss=loss, bias=self.bias,
-                                   lam_b=lam_b, activation=self.activation)
+                                   lam_b=lam_b, activation=self.activation, targets=targets)
         return draw_instance()
 
     def near_boundaries(self, base: Any) -> Any:

@@ -10,8 +10,9 @@ Grammar (``parse``; an unknown kind, layer or geometry is a ValueError when the 
     alignment:<j>                  W_{j+1}^T W_{j+1} commutes with W_j W_j^T (j >= 1) or with H H^T (j = 0): the
                                    factors' singular spaces are aligned
 
-Feature layers: "H" (the free features), "h<j>" (j >= 1: W_j...W_1 H, deep linear layers), "pre" (W_1 H) and
-"post" (s(W_1 H), the features after the activation s; "pre" = "post" for the identity). Class means are centered
+Feature layers: "H" (the free features), "h<j>" (j >= 1: W_j...W_1 H, deep linear layers; for the DUFM, activation
+"relu-deep", the features after the j-th ReLU), "hidden" (every h<j>, j = 1..M-1: one claim per layer), "pre"
+(W_1 H) and "post" (s(W_1 H), the features after the activation s; "pre" = "post" for the identity). Class means are centered
 when the model has a bias, as for the claims' Gram targets.
 
 The older names stay as aliases: ``nc1`` = ``nc1:H``, ``nc1_post`` = ``nc1:post``, ``of_post`` = ``gram:post=OF``,
@@ -28,7 +29,7 @@ from ncverify.numerics.problem import Instance
 KINDS = ("nc1", "gram", "self_duality", "alignment")
 GEOMETRIES = ("OF", "ETF", "GOF", "zero")
 ALIASES = {"nc1": "nc1:H", "nc1_post": "nc1:post", "of_post": "gram:post=OF", "self_duality": "self_duality:H"}
-_FEATURE = re.compile(r"^(H|h[1-9][0-9]?|pre|post)$")
+_FEATURE = re.compile(r"^(H|h[1-9][0-9]?|hidden|pre|post)$")
 _WEIGHTS = ("W", "W_M")
 
 
@@ -73,7 +74,7 @@ def parse(name: str) -> ShapeClaim:
         return ShapeClaim(kind, rest, None, name)
     if not _FEATURE.match(rest):
         raise ValueError(f"unknown shape claim {name!r}: unknown layer {rest!r}" + hint)
-    if kind == "self_duality" and rest == "pre":
+    if kind == "self_duality" and rest in ("pre", "hidden"):
         raise ValueError(f"shape claim {name!r}: the pre-activation features have no linear map to the logits; "
                          "use self_duality:post")
     return ShapeClaim(kind, rest, None, name)
@@ -87,9 +88,24 @@ def layer_error(sc: ShapeClaim, inst: Instance) -> str | None:
         return None if j <= M - 1 else f"shape claim {sc.name!r} needs depth M >= {j + 1}, got {M}"
     if sc.layer in ("pre", "post"):
         return None if M >= 2 else f"shape claim {sc.name!r} needs a layer W_1 before the classifier (depth >= 2), got {M}"
+    if sc.layer == "hidden":
+        if inst.activation == "relu":
+            return f"shape claim {sc.name!r}: the ReLU model's layers are H, pre and post"
+        return None if M >= 2 else f"shape claim {sc.name!r} needs a hidden layer (depth >= 2), got {M}"
     if sc.layer.startswith("h"):
         j = int(sc.layer[1:])
         if inst.activation == "relu":
             return f"shape claim {sc.name!r}: the ReLU model's layers are H, pre and post"
         return None if j <= M - 1 else f"shape claim {sc.name!r} needs depth M >= {j + 1}, got {M}"
     return None
+
+
+def expand(sc: ShapeClaim, inst: Instance) -> list[ShapeClaim]:
+    """A claim about "hidden" as one claim per hidden layer h1..h_{M-1} of ``inst``; any other claim as itself."""
+    if sc.layer != "hidden":
+        return [sc]
+    out = []
+    for j in range(1, inst.depth):
+        name = sc.name.replace("hidden", f"h{j}")
+        out.append(ShapeClaim(sc.kind, f"h{j}", sc.geometry, name))
+    return out

@@ -53,7 +53,7 @@ def solve(inst: Instance) -> convex.Certificate:
     if prog == "ce-nuclear":
         return convex.ce_nuclear(inst.counts, mu, bias=inst.bias, lam_b=inst.lam_b)
     if prog == "mse-nuclear":
-        return convex.mse_nuclear(inst.counts, mu, bias=inst.bias)
+        return convex.mse_nuclear(inst.counts, mu, bias=inst.bias, targets=inst.target_prototypes())
     raise ValueError(f"no convex program for {inst.cli_flags()}")
 
 

@@ -20,7 +20,7 @@ from ncverify.numerics import metrics
 from ncverify.numerics.problem import Instance
 from ncverify.proofs_checks import tolerances as tl
 from ncverify.proofs_checks.errors import UsageError
-from ncverify.proofs_checks.statement.shapes import ShapeClaim, layer_error, parse
+from ncverify.proofs_checks.statement.shapes import ShapeClaim, expand, layer_error, parse
 from ncverify.proofs_checks.verify.evidence import Check, Evidence, Status
 
 
@@ -40,6 +40,11 @@ def features(inst: Instance, p: dict, layer: str) -> tuple[np.ndarray, list[np.n
         post = np.maximum(pre, 0.0) if (layer == "post" and inst.activation == "relu") else pre
         return post, [Ws[0], H]
     j = int(layer[1:])
+    if inst.activation == "relu-deep":  # after the j-th ReLU (1-Lipschitz: the same perturbation bound)
+        X = H
+        for W in Ws[:j]:
+            X = np.maximum(W @ X, 0.0)
+        return X, [*Ws[:j], H]
     return metrics.product(Ws[:j]) @ H, [*Ws[:j], H]
 
 
@@ -131,11 +136,14 @@ def at_minimizers(names: Sequence[str], inst: Instance, points: Sequence[tuple[s
     all of them; FAIL if it fails at all of them, or -- *not determined by the minimum* -- at some but not others;
     INFO when it does not apply (a zero layer). A layer the instance lacks is a UsageError."""
     out: list[Evidence] = []
+    claims = []
     for name in names:
         sc = parse(name)
         why = layer_error(sc, inst)
         if why:
             raise UsageError(f"{why} (instance {inst.cli_flags()})")
+        claims += expand(sc, inst)
+    for sc in claims:
         evs = [(label, evaluate(sc, inst, pt, dth)) for label, pt, dth in points]
         decided = [(lb, e) for lb, e in evs if e.status in (Status.PASS, Status.FAIL)]
         if not decided:

@@ -23,6 +23,8 @@ from ncverify.theory.families.ce_deep import CeDeep
 from ncverify.theory.families.ce_deep_etf import CeDeepEtf
 from ncverify.theory.families.ce_imbalanced import CeImbalanced
 from ncverify.theory.families.convex_programs import LayerPeeled, MaxMargin
+from ncverify.theory.families.dufm import Dufm
+from ncverify.theory.families.mse_regression import MseRegression
 from ncverify.theory.families.etf_margin import EtfMarginFamily
 from ncverify.theory.families.extended_linear import ExtendedLinear
 from ncverify.theory.families.mse_bias_regularized import MseBiasRegularized
@@ -55,6 +57,8 @@ BUILTIN: tuple[Family, ...] = (
     CeImbalanced(),
     MaxMargin(),
     LayerPeeled(),
+    MseRegression(),
+    Dufm(),
 )
 _REGISTRY: dict[str, Family] = {f.name: f for f in BUILTIN}
 

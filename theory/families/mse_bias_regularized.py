@@ -79,6 +79,8 @@ def check_mse_bias_reg(I: ExactInstance) -> None:
     fam = MSE_BIAS_REG
     if I.loss != "mse":
         raise TheoryInputError(f"{fam} needs loss mse, got {I.loss!r}")
+    if I.targets is not None:
+        raise TheoryInputError(f"{fam} is about one-hot labels; real-valued targets are family mse-regression")
     if not I.bias or I.lam_b <= 0:
         raise TheoryInputError(f"{fam} needs a last-layer bias with lambda_b > 0 (--bias --lam-b ...), got "
                          f"bias = {I.bias}, lambda_b = {float(I.lam_b)}")

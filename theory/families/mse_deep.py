@@ -41,14 +41,17 @@ def sx(expr: sp.Expr, dps: int, note: str = "") -> Exact:
 def check_mse(I: ExactInstance, fam: str, centered: bool) -> None:
     if I.loss != "mse":
         raise TheoryInputError(f"{fam} needs loss mse, got {I.loss!r}")
+    if I.targets is not None:
+        raise TheoryInputError(f"{fam} is about one-hot labels; real-valued targets are family mse-regression")
     if fam == "extended-linear":
         if I.depth < 2:
             raise TheoryInputError(f"extended-linear needs depth M >= 2 (W_2 s(W_1 H_1)), got M = {I.depth}")
         if I.bias:
             raise TheoryInputError("extended-linear is bias-free (the extended UFM of [P2] has no bias)")
         return
-    if I.activation == "relu":
-        raise TheoryInputError(f"{fam} is deep linear: activation relu is not part of it (use extended-linear)")
+    if I.activation in ("relu", "relu-deep"):
+        raise TheoryInputError(f"{fam} is deep linear: activation {I.activation} is not part of it (use extended-linear "
+                               "or dufm-dnc)")
     if centered:
         if not I.bias:
             raise TheoryInputError("mse-deep-bias needs a last-layer bias (bias = True)")
