@@ -396,6 +396,11 @@ class Group:
             gH.copy_(torch.bmm(Ws[0].transpose(1, 2), dpre))
         else:
             gH.copy_(dF)
+        return self._add_penalties(data, D, Ws, H, b, gWs, gH, gb), G * self.mask
+
+    def _add_penalties(self, data, D, Ws, H, b, gWs, gH, gb) -> torch.Tensor:
+        """f = data + the penalties lambda/2 ||.||^2 (and the bias's), their gradients added into gWs, gH and the
+        bias gradient D 1 + lambda_b b written into gb."""
         f = data
         for j, W in enumerate(Ws):
             lam = self.lam_w[:, j]
@@ -406,7 +411,7 @@ class Group:
         if b is not None:
             f = f + 0.5 * self.lam_b * (b * b).sum(dim=1)
             gb.copy_(D.sum(dim=2) + self.lam_b[:, None] * b)
-        return f, G * self.mask
+        return f
 
     def _deep_value_and_grad(self, Ws, H, b, G, gWs, gH, gb) -> tuple[torch.Tensor, torch.Tensor]:
         """``_value_and_grad`` for groups with a DUFM: backpropagation layer by layer through every ReLU."""
@@ -423,17 +428,7 @@ class Group:
             gWs[j].copy_(torch.bmm(dpre, Xin.transpose(1, 2)))
             dX = torch.bmm(Ws[j].transpose(1, 2), dpre)
         gH.copy_(dX)
-        f = data
-        for j, W in enumerate(Ws):
-            lam = self.lam_w[:, j]
-            f = f + 0.5 * lam * (W * W).sum(dim=(1, 2))
-            gWs[j].add_(lam[:, None, None] * W)
-        f = f + 0.5 * self.lam_h * (H * H).sum(dim=(1, 2))
-        gH.add_(self.lam_h[:, None, None] * H)
-        if b is not None:
-            f = f + 0.5 * self.lam_b * (b * b).sum(dim=1)
-            gb.copy_(D.sum(dim=2) + self.lam_b[:, None] * b)
-        return f, G * self.mask
+        return self._add_penalties(data, D, Ws, H, b, gWs, gH, gb), G * self.mask
 
     def _data_and_grad(self, Z: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """The built-in data terms and D = their gradient in Z (B, K, N): MSE w (Z - Y), CE w (softmax - onehot)."""

@@ -32,6 +32,10 @@ EPS = np.finfo(float).eps
 #: states the accuracy obtained
 SOLVER_TOL = 1e-10
 INSTALL = "pip install 'ncverify[convex]'  (CVXPY with its open-source solvers)"
+#: the polish stops at this relative duality gap, or after this many first-order steps (the certificate then states
+#: the gap reached: near a phase boundary, where the program is barely strongly convex, it can stay about 1e-9)
+POLISH_GAP = 1e-13
+POLISH_STEPS = 3000
 
 
 class OracleUnavailable(RuntimeError):
@@ -231,30 +235,31 @@ def _svt(X: np.ndarray, t: float) -> tuple[np.ndarray, float]:
     return (U * s) @ Vt, float(s.sum())
 
 
-def _fista(X: np.ndarray, b: np.ndarray | None, grads: Callable, prox: Callable, gap: Callable, L: float,
-           iters: int = 5000) -> tuple[np.ndarray, np.ndarray | None, int]:
+def _fista(X: np.ndarray, b: np.ndarray | None, grads: Callable, prox: Callable, smooth: Callable, gap: Callable,
+           L: float, iters: int = POLISH_STEPS) -> tuple[np.ndarray, np.ndarray | None, int]:
     """Accelerated proximal-gradient steps (FISTA with restarts) from the interior-point solution (X, b), keeping the
     point with the smallest duality gap. The interior point stops about 1e-6 from the optimum on exponential cones,
     and the certificate's gap is first order in the distance to the minimizer, so the objective value alone cannot
-    tell when to stop. grads(X, b) -> (dX, db) of the smooth part; prox(X, t) -> (X', value of the nonsmooth part or
-    0 for a constraint); gap(X, b) -> (gap, smooth value); step 1/L with L >= the smooth part's Lipschitz constant."""
+    tell when to stop (it stops at the relative gap ``POLISH_GAP`` or after ``iters`` steps). grads(X, b) -> (dX, db)
+    and smooth(X, b) -> value of the smooth part; prox(X, t) -> (X', value of the nonsmooth part, 0 for a
+    constraint); gap(X, b) -> (primal - dual, primal), looked at every tenth step (it costs SVDs); step 1/L with
+    L >= the smooth part's Lipschitz constant."""
     t = 1.0 / L
-
     g0, v0 = gap(X, b)
     best = (g0, X, b)
     Xp, bp, Yx, Yb, theta, last_v = X, b, X, b, 1.0, v0
     it = 0
     for it in range(1, iters + 1):
         gX, gb = grads(Yx, Yb)
-        Xn, _ = prox(Yx - t * gX, t)
+        Xn, nonsmooth = prox(Yx - t * gX, t)
         bn = Yb - t * gb if b is not None else None
-        g, v = gap(Xn, bn) if it % 10 == 0 else (None, None)  # the certificate costs SVDs: every tenth step
-        if g is not None:
+        v = smooth(Xn, bn) + nonsmooth
+        if it % 10 == 0:
+            g = gap(Xn, bn)[0]
             if g < best[0]:
                 best = (g, Xn, bn)
-            if g <= 64 * EPS * max(1.0, abs(v)):
+            if g <= POLISH_GAP * max(1.0, abs(v)):
                 break
-        v = gap.value(Xn, bn) if v is None else v
         if v > last_v:  # restart the momentum when the value rises
             theta, Yx, Yb, Xp, bp, last_v = 1.0, Xn, bn, Xn, bn, v
             continue
@@ -266,18 +271,12 @@ def _fista(X: np.ndarray, b: np.ndarray | None, grads: Callable, prox: Callable,
     return best[1], best[2], it
 
 
-class _Gap:
-    """gap(X, b) -> (primal - dual, primal) of a certificate function, and value(X, b) -> primal."""
-
-    def __init__(self, certificate: Callable) -> None:
-        self.certificate = certificate
-
-    def __call__(self, X: np.ndarray, b: np.ndarray | None) -> tuple[float, float]:
-        p, d = self.certificate(X, b)[:2]
+def _gap_of(certificate: Callable) -> Callable:
+    """gap(X, b) -> (primal - dual, primal) of a certificate function returning (primal, dual, ...)."""
+    def gap(X: np.ndarray, b: np.ndarray | None) -> tuple[float, float]:
+        p, d = certificate(X, b)[:2]
         return p - d, p
-
-    def value(self, X: np.ndarray, b: np.ndarray | None) -> float:
-        return self.certificate(X, b)[0]
+    return gap
 
 
 def _polish_ce(X: np.ndarray, b: np.ndarray | None, y: np.ndarray, w: np.ndarray, scale: np.ndarray, mu: float,
@@ -296,8 +295,16 @@ def _polish_ce(X: np.ndarray, b: np.ndarray | None, y: np.ndarray, w: np.ndarray
         gb = G.sum(axis=1) + lam_b * bc if bc is not None else None
         return G * scale, gb
 
-    gap = _Gap(lambda Xc, bc: _ce_certificate(Xc, bc, y, w, scale, mu, lam_b, groups))
-    return _fista(X, b, grads, lambda Z, t: _svt(_tie(Z, groups), t * mu), gap, L)
+    def smooth(Xc, bc):
+        Z = Xc * scale + (bc[:, None] if bc is not None else 0.0)
+        return float(w @ _ce_columns(Z, y)) + (lam_b / 2 * float(bc @ bc) if bc is not None else 0.0)
+
+    def prox(Z, t):
+        Xn, nuc = _svt(_tie(Z, groups), t * mu)
+        return Xn, mu * nuc
+
+    gap = _gap_of(lambda Xc, bc: _ce_certificate(Xc, bc, y, w, scale, mu, lam_b, groups))
+    return _fista(X, b, grads, prox, smooth, gap, L)
 
 
 def _ce_certificate(X: np.ndarray, b: np.ndarray | None, y: np.ndarray, w: np.ndarray, scale: np.ndarray, mu: float,
@@ -473,9 +480,9 @@ def layer_peeled(counts: Sequence[float], rho: float, sample_level: bool = False
     def grads(Xc, bc):
         return (_softmax(Xc * scale) - onehot) * w * scale, None
 
-    gap = _Gap(lambda Xc, bc: _lpm_certificate(Xc, y, w, scale, rho, groups))
-    Xv, _, steps = _fista(Xv, None, grads, lambda Z, t: (_ball(_tie(Z, groups), rho), 0.0), gap,
-                          float(np.max(w * scale ** 2)))
+    gap = _gap_of(lambda Xc, bc: _lpm_certificate(Xc, y, w, scale, rho, groups))
+    Xv, _, steps = _fista(Xv, None, grads, lambda Z, t: (_ball(_tie(Z, groups), rho), 0.0),
+                          lambda Xc, bc: float(w @ _ce_columns(Xc * scale, y)), gap, float(np.max(w * scale ** 2)))
     primal, lower, rnd = _lpm_certificate(Xv, y, w, scale, rho, groups)
     name = "layer-peeled" + ("-sample" if sample_level else "") + ("-tied" if groups else "")
     return Certificate(name, primal, lower, rnd, Xv, None, secs, status,

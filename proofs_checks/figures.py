@@ -588,6 +588,14 @@ FIELD_THEOREMS = ("hong2023.ce-minority-collapse", "liu2024.mse-deep-bias-imbala
                   "thrampoulidis2022.seli", "andriopoulos2024.regression-collapse", "sukenik2023.dufm-binary")
 
 
+def _tying(solve: Callable[..., Any]) -> dict:
+    """Rows 3 and 4 of a class-level program ``solve(tied=...)``: their distance at the free solution, the certified
+    cost of tying them (0 when tied rows attain the minimum) and the free program's gap."""
+    free, tied = solve(), solve(tied=[[2, 3]])
+    return {"tying_cost": max(tied.lower - free.upper, 0.0), "row_distance": float(np.linalg.norm(free.X[2] - free.X[3])),
+            "gap": free.gap}
+
+
 def field_theorems_data(ids: Iterable[str], points: int = 10) -> dict:
     """The numbers of ``field_theorems.png`` for the run's theorems among ``FIELD_THEOREMS`` (the convex oracle's
     panels are left out without CVXPY):
@@ -611,10 +619,8 @@ def field_theorems_data(ids: Iterable[str], points: int = 10) -> dict:
         mus = np.geomspace(mu_star / 3, mu_star * 3, points)
         rows = []
         for mu in mus:
-            free = convex.ce_nuclear(counts, float(mu), bias=True, lam_b=lam_b)
-            tied = convex.ce_nuclear(counts, float(mu), bias=True, lam_b=lam_b, tied=[[2, 3]])
-            rows.append({"mu": float(mu), "tying_cost": max(tied.lower - free.upper, 0.0),
-                         "row_distance": float(np.linalg.norm(free.X[2] - free.X[3])), "gap": free.gap})
+            rows.append({"mu": float(mu), **_tying(lambda **kw: convex.ce_nuclear(counts, float(mu), bias=True,
+                                                                                  lam_b=lam_b, **kw))})
         out["hong2023"] = {"counts": counts, "lam_b": lam_b, "threshold_mu": mu_star, "points": rows}
     if "liu2024.mse-deep-bias-imbalanced" in want:
         from ncverify.proofs_checks.catalogue.liu2024 import liu_prediction
@@ -630,10 +636,7 @@ def field_theorems_data(ids: Iterable[str], points: int = 10) -> dict:
 
         rows = []
         for R in np.geomspace(1.5, 8.0, points):
-            free = convex.layer_peeled([R, R, 1, 1], 4.0)
-            tied = convex.layer_peeled([R, R, 1, 1], 4.0, tied=[[2, 3]])
-            rows.append({"R": float(R), "tying_cost": max(tied.lower - free.upper, 0.0),
-                         "row_distance": float(np.linalg.norm(free.X[2] - free.X[3]))})
+            rows.append({"R": float(R), **_tying(lambda **kw: convex.layer_peeled([R, R, 1, 1], 4.0, **kw))})
         bis = minority_collapse_ratio(lo=3.0, hi=4.0, tol=1e-4)
         out["fang2021"] = {"points": rows, "r_star_bracket": bis["bracket"], "r_star_notes": float(R_STAR_NOTES)}
     if "thrampoulidis2022.seli" in want:
@@ -669,6 +672,15 @@ def field_theorems_data(ids: Iterable[str], points: int = 10) -> dict:
     return out
 
 
+def _tying_panel(ax: Any, x: Sequence[float], points: Sequence[dict]) -> None:
+    """Minority rows 3 and 4: their distance at the oracle's point and the certified cost of tying them."""
+    ax.plot(x, [r["row_distance"] for r in points], "o-", color="tab:blue", label="||w_3 - w_4|| (oracle point)")
+    ax.plot(x, [r["tying_cost"] for r in points], "s--", color="tab:red", label="certified cost of tying w_3 = w_4")
+    ax.set_xscale("log")
+    ax.set_yscale("symlog", linthresh=1e-6)
+    ax.set_ylim(bottom=0)
+
+
 def field_theorems_figure(data: dict, path: Path) -> str | None:
     """``field_theorems.png``: one panel per theorem present in ``data`` (``field_theorems_data``)."""
     panels = [k for k in ("hong2023", "liu2024", "fang2021", "thrampoulidis2022", "andriopoulos2024", "sukenik2023")
@@ -683,15 +695,8 @@ def field_theorems_figure(data: dict, path: Path) -> str | None:
     for ax, key in zip(axes.flat, panels):
         d = data[key]
         if key == "hong2023":
-            x = [r["mu"] for r in d["points"]]
-            ax.plot(x, [r["row_distance"] for r in d["points"]], "o-", color="tab:blue",
-                    label="||w_3 - w_4|| (oracle point)")
-            ax.plot(x, [r["tying_cost"] for r in d["points"]], "s--", color="tab:red",
-                    label="certified cost of tying w_3 = w_4")
+            _tying_panel(ax, [r["mu"] for r in d["points"]], d["points"])
             ax.axvline(d["threshold_mu"], color="k", lw=1, label="derived sqrt(n_B)/N")
-            ax.set_xscale("log")
-            ax.set_yscale("symlog", linthresh=1e-6)
-            ax.set_ylim(bottom=0)
             ax.set_xlabel("mu = sqrt(lambda_W lambda_H)")
             ax.set_title("hong2023: minority collapse, n = [10,10,2,2]", fontsize=9)
         elif key == "liu2024":
@@ -704,17 +709,10 @@ def field_theorems_figure(data: dict, path: Path) -> str | None:
             ax.set_ylabel("singular value of Z")
             ax.set_title("liu2024: M = 2, n = [8,4,2]: jumps to 0", fontsize=9)
         elif key == "fang2021":
-            x = [r["R"] for r in d["points"]]
-            ax.plot(x, [r["row_distance"] for r in d["points"]], "o-", color="tab:blue",
-                    label="||w_3 - w_4|| (oracle point)")
-            ax.plot(x, [r["tying_cost"] for r in d["points"]], "s--", color="tab:red",
-                    label="certified cost of tying w_3 = w_4")
+            _tying_panel(ax, [r["R"] for r in d["points"]], d["points"])
             if d["r_star_bracket"]:
                 ax.axvline(float(np.mean(d["r_star_bracket"])), color="k", lw=1,
                            label=f"R* by bisection = {np.mean(d['r_star_bracket']):.5f}")
-            ax.set_xscale("log")
-            ax.set_yscale("symlog", linthresh=1e-6)
-            ax.set_ylim(bottom=0)
             ax.set_xlabel("R = n_A / n_B (K_A = K_B = 2, E_W = E_H = 1)")
             ax.set_title("fang2021: layer-peeled minority collapse", fontsize=9)
         elif key == "andriopoulos2024":

@@ -328,7 +328,9 @@ def markdown(data: dict, figures: list[str]) -> str:
     else:
         lines.append("Every verdict equals the recorded one.")
     lines += ["", "**verified** = an independent multi-start float64 minimizer matched the claim within derived "
-              "tolerances and the claim agreed with the exact derivation; **refuted** = a counterexample (below, "
+              "tolerances and the claim agreed with the exact derivation (for a theorem about a convex program, "
+              "thrampoulidis2022.seli and fang2021.lpm: the full program's minimum certified by a duality gap); "
+              "**refuted** = a counterexample (below, "
               "with the command that reproduces it); **inconclusive** = the numerics could not settle it. Coverage "
               "= instances searched (claim vs exact derivation and the constructed claimed point) and, of these, "
               "checked with full numerics.", "",

@@ -258,6 +258,7 @@ def test_batched_dufm_value_and_gradient_match_autograd():
         x = p.flatten().clone().requires_grad_(True)
         v = models.flat_objective(inst, models.targets(inst))(x)
         (gr,) = torch.autograd.grad(v, x)
+        v = v.detach()
         assert abs(float(v) - float(f[k])) <= 1e-14 * max(1.0, abs(float(v)))
         assert float((g.unpad(G, k) - gr).abs().max()) <= 1e-13
         assert abs(float(g.objective(X)[k]) - float(v)) <= 1e-14 * max(1.0, abs(float(v)))
