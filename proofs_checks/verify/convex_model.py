@@ -20,7 +20,7 @@ from ncverify.numerics import convex
 from ncverify.numerics.problem import Instance
 from ncverify.proofs_checks.statement import LPM_NORMALIZATION, MAX_MARGIN_NORMALIZATION
 from ncverify.proofs_checks.verify.evidence import Check, Evidence, Status
-from ncverify.proofs_checks.verify.oracle import Reference, interval_evidence
+from ncverify.proofs_checks.verify.oracle import Reference, interval_evidence, tying_evidence
 from ncverify.proofs_checks.verify.stages import derivation_stage
 from ncverify.theory.prediction import Prediction
 
@@ -53,22 +53,11 @@ def _f(p: Prediction | None) -> float | None:
 
 
 def _rows_by_tying(model: str, claim: Prediction, inst: Instance, free: convex.Certificate) -> list[Evidence]:
-    """Rows of W claimed equal / distinct, certified by tying them (see ``verify.oracle.row_evidence``)."""
-    ev = []
+    """Rows of W claimed equal / distinct, certified by tying them (``verify.oracle.tying_evidence``)."""
     if model != "layer-peeled":
-        return ev
-    for ks, eq in claim.rows_equal or ():
-        tied = class_program(model, inst, tied=(ks,))
-        excess = tied.lower - free.upper
-        distinct = excess > 0
-        status = (Status.FAIL if eq else Status.PASS) if distinct else (Status.PASS if eq else Status.UNSETTLED)
-        ev.append(Evidence(Check.ORACLE, f"rows of W for classes {list(ks)} {'equal' if eq else 'pairwise distinct'}",
-                           status, detail=(f"tying them: minimum in [{tied.lower:.15g}, {tied.upper:.15g}] vs free "
-                                           f"[{free.lower:.15g}, {free.upper:.15g}]: " + (
-                                               f"tying costs at least {excess:.3g} (certified distinct)" if distinct
-                                               else f"tied rows attain the minimum to within "
-                                                    f"{tied.upper - free.lower:.2g}"))))
-    return ev
+        return []
+    return [tying_evidence(ks, eq, free, class_program(model, inst, tied=(ks,)))
+            for ks, eq in claim.rows_equal or () if len(ks) > 1]
 
 
 def model_exact(theorem: Any, claim: Prediction, inst: Instance, dps: int, exact: bool = True

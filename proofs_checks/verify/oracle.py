@@ -68,33 +68,30 @@ def interval_evidence(what: str, value: float | None, cert: convex.Certificate, 
                      f"{value:.15g} vs [{lo:.15g}, {hi:.15g}]")]
 
 
+def tying_evidence(ks: tuple[int, ...], eq: bool, free: convex.Certificate, tied: convex.Certificate) -> Evidence:
+    """A claim that the rows ``ks`` of W are equal (``eq``) or pairwise distinct, against the program solved free and
+    with those rows tied (a convex constraint). If the tied program's certified lower bound exceeds the free
+    program's upper bound, no minimizer has these rows equal (certified: "distinct"); if the two intervals overlap,
+    equal rows attain the minimum to within the certificates' resolution ("equal", at that resolution). A claim of
+    equal rows where they are certified distinct is refuted; a claim of distinct rows where equal rows attain the
+    minimum is unsettled here (other stages decide it)."""
+    excess = tied.lower - free.upper
+    distinct = excess > 0
+    status = (Status.FAIL if eq else Status.PASS) if distinct else (Status.PASS if eq else Status.UNSETTLED)
+    return Evidence(Check.ORACLE, f"rows of W for classes {list(ks)} {'equal' if eq else 'pairwise distinct'}", status,
+                    detail=(f"minimum with these rows tied in [{tied.lower:.15g}, {tied.upper:.15g}], free in "
+                            f"[{free.lower:.15g}, {free.upper:.15g}]: " + (
+                                f"tying them costs at least {excess:.3g} (certified distinct)" if distinct else
+                                f"tied rows attain the minimum to within {tied.upper - free.lower:.2g}")))
+
+
 def row_evidence(claim: Prediction, inst: Instance, cert: convex.Certificate) -> list[Evidence]:
-    """The claim's equal / distinct rows of W against the oracle: the program is solved again with those rows tied
-    (a convex constraint). If the tied program's certified lower bound exceeds the free program's upper bound, no
-    minimizer has these rows equal (certified: "distinct"); if the two intervals overlap, rows that are equal attain
-    the minimum to within the certificates' resolution ("equal", at that resolution). A claim of equal rows where
-    they are certified distinct is refuted; a claim of distinct rows where equal rows attain the minimum is
-    unsettled here (the full-matrix numerics, with derived argmin tolerances, decide it)."""
-    ev = []
+    """The claim's equal / distinct rows of W (``tying_evidence``) on a CE instance."""
     if program_for(inst) != "ce-nuclear":
-        return ev
-    for ks, eq in claim.rows_equal or ():
-        if len(ks) < 2:
-            continue
-        tied = convex.ce_nuclear(inst.counts, cert.details["mu"], bias=inst.bias, lam_b=inst.lam_b, tied=[ks])
-        excess = tied.lower - cert.upper
-        distinct = excess > 0
-        name = f"rows of W for classes {list(ks)} {'equal' if eq else 'pairwise distinct'}"
-        detail = (f"minimum with these rows tied in [{tied.lower:.15g}, {tied.upper:.15g}], free in "
-                  f"[{cert.lower:.15g}, {cert.upper:.15g}]: " + (
-                      f"tying them costs at least {excess:.3g} (certified distinct)" if distinct else
-                      f"tied rows attain the minimum to within {tied.upper - cert.lower:.2g}"))
-        if distinct:
-            status = Status.FAIL if eq else Status.PASS
-        else:
-            status = Status.PASS if eq else Status.UNSETTLED
-        ev.append(Evidence(Check.ORACLE, name, status, detail=detail))
-    return ev
+        return []
+    return [tying_evidence(ks, eq, cert, convex.ce_nuclear(inst.counts, cert.details["mu"], bias=inst.bias,
+                                                           lam_b=inst.lam_b, tied=[ks]))
+            for ks, eq in claim.rows_equal or () if len(ks) > 1]
 
 
 def oracle_stage(claim: Prediction, deriv: Prediction | None, inst: Instance
@@ -122,8 +119,4 @@ def _value(p: Prediction) -> float | None:
     return None if p.objective is None else float(p.objective.value)
 
 
-def available() -> bool:
-    return convex.available()
-
-
-__all__ = ["Reference", "program_for", "solve", "oracle_stage", "interval_evidence", "row_evidence", "available"]
+__all__ = ["Reference", "program_for", "solve", "oracle_stage", "interval_evidence", "tying_evidence", "row_evidence"]
