@@ -72,8 +72,9 @@ WARM_UP_MAX = 64
 
 def _warm_up(dom: Domain) -> None:
     """Derive the phase boundaries once, when the strategy is built, instead of inside the first draws (which
-    Hypothesis's too-slow health check times under default settings): the domain's smallest instance (the first
-    derivation of a family pays for importing SymPy and building its reduced problem, about a second) and, for a
+    Hypothesis's too-slow health check times under default settings): the domain's smallest instance at every depth
+    (the first derivation of a family pays for importing SymPy and building its reduced problem, about a second, and
+    each depth M's thresholds are derived once, up to a second for M = 6) and, for a
     loss with parameters (a registered variant: its boundaries depend only on K, the parameters and M, each
     combination a SymPy reduction of 0.15-0.3 s), every (K, loss, M) of the domain, when there are at most
     ``WARM_UP_MAX`` of them (36 for ``ce-focal``: about 8 s)."""
@@ -84,7 +85,7 @@ def _warm_up(dom: Domain) -> None:
     n = dom.n[0]
     lam = (dom.lam[0] * dom.lam[1]) ** 0.5
     lam_b = (dom.lam_b_range[0] if dom.lam_b_range else dom.lam_b[0])
-    corners = [(dom.K[0], dom.losses[0], min(dom.depths))]
+    corners = [(dom.K[0], dom.losses[0], M) for M in sorted(set(dom.depths))]  # thresholds are derived per depth
     combos = [(K, loss, M) for loss in dom.losses if ":" in loss for K in range(dom.K[0], dom.K[1] + 1)
               for M in sorted(set(dom.depths))]
     if len(combos) <= WARM_UP_MAX:

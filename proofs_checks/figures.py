@@ -358,9 +358,11 @@ def example_instance(theorem, results: Sequence | None = None):
 
 def nc_along_gd_data(theorems: Sequence, seed: int = 0, iters: int = 3000, every: int = 50,
                      results: Sequence | None = None) -> list[dict]:
-    """The curves of ``nc_along_gd.png``: per theorem (with an instance to show) {"id", "instance" (its flags),
+    """The curves of ``nc_along_gd.png``: per theorem about a training objective (with an instance to show; a theorem
+    about a convex program, ``Theorem.model``, has no gradient descent to show) {"id", "instance" (its flags),
     "it", "nc1", "nc2", "nc3", "objective", "nc2_target"} (``nc_trajectories``; NC2 against ``nc2_target``)."""
-    chosen = [(th, inst) for th in theorems if (inst := example_instance(th, results)) is not None]
+    chosen = [(th, inst) for th in theorems if getattr(th, "model", "ufm") == "ufm"  # a convex program has no gd
+              and (inst := example_instance(th, results)) is not None]
     if not chosen:
         return []
     targets = [nc2_target(th, inst) for th, inst in chosen]

@@ -94,6 +94,31 @@ def bias_at_zero(I: ExactInstance, dps: int) -> tuple[list[mpmath.mpf], list[mpm
     return b, p, f"Newton root of lambda_b b = n/N - softmax(b), |b - b_0| <= residual/lambda_b = {mpmath.nstr(res / lb, 3)}"
 
 
+def total_collapse_sigma(I: ExactInstance) -> float:
+    """sigma_max(G_0) in float64 (numpy Newton for the bias at Z = 0): where total collapse starts, for aiming."""
+    import numpy as np
+
+    K, N = I.K, I.N
+    n = np.asarray(I.counts, dtype=float)
+    if not I.bias:
+        p = np.full(K, 1.0 / K)
+    elif I.lam_b == 0:
+        p = n / N
+    else:
+        lb, b = float(I.lam_b), np.zeros(K)
+        for _ in range(100):
+            e = np.exp(b - b.max())
+            p = e / e.sum()
+            r = lb * b + p - n / N
+            if np.abs(r).max() < 1e-15:
+                break
+            b = b - np.linalg.solve(lb * np.eye(K) + np.diag(p) - np.outer(p, p), r)
+        e = np.exp(b - b.max())
+        p = e / e.sum()
+    G0 = (p[:, None] - np.eye(K)) * np.sqrt(n)[None, :] / N
+    return float(np.linalg.norm(G0, 2))
+
+
 def derive_ce_imbalanced(I: ExactInstance, dps: int) -> Prediction:
     """The exact structure of the CE UFM's global minimizer (see the module docstring)."""
     check_ce_imbalanced(I)
@@ -171,6 +196,9 @@ class CeImbalanced:
         return derive_ce_imbalanced(I, dps)
 
     def critical_values(self, I: ExactInstance) -> dict[str, list[float]]:
-        """lambda_H where a group's rows become equal (n_g/(N^2 lambda_W)) and where total collapse starts."""
-        pred = derive_ce_imbalanced(I, 20)
-        return {"lam_h": sorted({float(b.value.value) for b in pred.phase_boundaries})}
+        """lambda_H where a group's rows become equal (n_g/(N^2 lambda_W)) and where total collapse starts
+        (sigma_max(G_0)^2/lambda_W, in float64: these values only aim the search, which draws them per instance)."""
+        check_ce_imbalanced(I)
+        N, lw = I.N, float(I.lam_w[0])
+        out = {float(n_g) / (N ** 2 * lw) for n_g, ks in count_groups(I.counts).items() if len(ks) > 1}
+        return {"lam_h": sorted(out | {total_collapse_sigma(I) ** 2 / lw})}
