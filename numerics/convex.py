@@ -515,8 +515,8 @@ def _lpm_certificate(X: np.ndarray, y: np.ndarray, w: np.ndarray, scale: np.ndar
     return primal, primal - inner - rho * sg, _rounding(primal, abs(inner), rho * sg, size=K * C)
 
 
-def rows_equal(X: np.ndarray, classes: Sequence[int], tol: float) -> tuple[bool, float]:
-    """Whether the rows ``classes`` of a class-level X (or Z) coincide within ``tol``: (equal, largest distance)."""
-    ks = list(classes)
-    d = max((float(np.linalg.norm(X[k] - X[l])) for i, k in enumerate(ks) for l in ks[i + 1:]), default=0.0)
-    return d <= tol, d
+def tying_cost(free: Certificate, tied: Certificate) -> float:
+    """How much tying rows raises the certified minimum at least: the tied program's lower bound minus the free one's
+    upper bound. Positive: no minimizer has those rows equal (certified distinct); otherwise tied rows attain the
+    minimum to within the certificates' resolution."""
+    return tied.lower - free.upper

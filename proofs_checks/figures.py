@@ -594,7 +594,9 @@ def _tying(solve: Callable[..., Any]) -> dict:
     """Rows 3 and 4 of a class-level program ``solve(tied=...)``: their distance at the free solution, the certified
     cost of tying them (0 when tied rows attain the minimum) and the free program's gap."""
     free, tied = solve(), solve(tied=[[2, 3]])
-    return {"tying_cost": max(tied.lower - free.upper, 0.0), "row_distance": float(np.linalg.norm(free.X[2] - free.X[3])),
+    from ncverify.numerics.convex import tying_cost
+
+    return {"tying_cost": max(tying_cost(free, tied), 0.0), "row_distance": float(np.linalg.norm(free.X[2] - free.X[3])),
             "gap": free.gap}
 
 

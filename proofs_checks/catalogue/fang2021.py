@@ -92,8 +92,9 @@ def minority_collapse_ratio(k_a: int = 2, k_b: int = 2, e_w: float = 1.0, e_h: f
         counts = [R] * k_a + [1.0] * k_b
         free = convex.layer_peeled(counts, rho)
         tied = convex.layer_peeled(counts, rho, tied=[minor])
-        out = tied.lower <= free.upper
-        evals.append({"R": R, "collapsed": out, "tying_costs": tied.lower - free.upper, "gap": max(free.gap, tied.gap)})
+        cost = convex.tying_cost(free, tied)
+        out = cost <= 0
+        evals.append({"R": R, "collapsed": out, "tying_costs": cost, "gap": max(free.gap, tied.gap)})
         return out
 
     if collapsed(lo) or not collapsed(hi):

@@ -75,7 +75,7 @@ def tying_evidence(ks: tuple[int, ...], eq: bool, free: convex.Certificate, tied
     equal rows attain the minimum to within the certificates' resolution ("equal", at that resolution). A claim of
     equal rows where they are certified distinct is refuted; a claim of distinct rows where equal rows attain the
     minimum is unsettled here (other stages decide it)."""
-    excess = tied.lower - free.upper
+    excess = convex.tying_cost(free, tied)
     distinct = excess > 0
     status = (Status.FAIL if eq else Status.PASS) if distinct else (Status.PASS if eq else Status.UNSETTLED)
     return Evidence(Check.ORACLE, f"rows of W for classes {list(ks)} {'equal' if eq else 'pairwise distinct'}", status,
